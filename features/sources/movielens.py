@@ -88,7 +88,7 @@ def _load_users(path: Path) -> pl.DataFrame:
     age = cast_column(users, "age", pl.Int64, f)
     return pl.DataFrame({
         "user": cast_column(users, "user_id", pl.String, f),
-        "age": pl.DataFrame({"a": age}).select(age_bucket(pl.col("a")))["a"],
+        "age": pl.DataFrame({"a": age}).select(age_bucket(pl.col("a")).alias("a"))["a"],
         "gender": cast_column(users, "gender", pl.String, f),
         "occupation": cast_column(users, "occupation", pl.String, f),
     })
