@@ -1,2 +1,38 @@
-def main():
-    print("suan")
+"""The ``suan`` command: one CLI, typed sub-commands (their config dataclass is their signature)."""
+
+from __future__ import annotations
+
+import sys
+
+from features.errors import DataError
+from pipelines.data_cmds import DescribeArgs, PrepareArgs, SynthArgs, run_describe, run_prepare, run_synth
+from pipelines.demo import DemoArgs, run_demo
+from pipelines.typed_cli import Command, build_parser, config_from_args
+from suan.utils.config import ConfigError
+
+COMMANDS = {
+    "demo": Command(DemoArgs, run_demo, "run the main job end to end on the embedded synthetic default"),
+    "data": {
+        "__help__": "generate, prepare and describe datasets",
+        "synth": Command(SynthArgs, run_synth, "generate the synthetic behaviour log"),
+        "prepare": Command(PrepareArgs, run_prepare, "prepare an event log under a benchmark protocol"),
+        "describe": Command(DescribeArgs, run_describe, "print the statistics of a prepared folder"),
+    },
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("suan", COMMANDS, "SUAN: CTR modelling on user behaviour sequences")
+    ns = parser.parse_args(argv)
+    command: Command = ns._command
+    try:
+        cfg = config_from_args(command.config_cls, ns)
+        command.run(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as exc:
+        print(f"suan: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

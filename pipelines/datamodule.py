@@ -1,0 +1,128 @@
+"""Lightning DataModule that streams prepared Parquet shards as padded torch batches.
+
+The unit of work is one Parquet row group. Units are dealt round-robin to (rank, worker) pairs so
+DDP ranks and DataLoader workers read disjoint data; training shuffles unit order and rows within
+a buffer, seeded by (seed, epoch), so an epoch's order is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from features.collate import collate
+from features.schema import FeatureMap
+
+
+def _units(files: list[Path]) -> list[tuple[Path, int]]:
+    return [(f, g) for f in files for g in range(pq.ParquetFile(f).num_row_groups)]
+
+
+class ShardStream(IterableDataset):
+    """Batches of one split.
+
+    Args:
+        files: Parquet shards of the split.
+        fmap: the feature map (decides padding and which columns are read).
+        batch_size: rows per batch.
+        shuffle: shuffle unit order and rows (training). Default: False.
+        seed: base seed of the shuffle. Default: 0.
+        shuffle_units: units held in the shuffle buffer. Default: 4.
+    """
+
+    def __init__(self, files: list[Path], fmap: FeatureMap, batch_size: int, shuffle: bool = False,
+                 seed: int = 0, shuffle_units: int = 4, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__()
+        self.units = _units(files)
+        self.fmap, self.batch_size, self.shuffle = fmap, batch_size, shuffle
+        self.seed, self.shuffle_units, self.epoch = seed, shuffle_units, 0
+        self.rank, self.world_size = rank, world_size
+        self.columns = [f.name for f in fmap.fields] + ["user_key"]
+        self.num_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _my_units(self) -> list[tuple[Path, int]]:
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        order = np.arange(len(self.units))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
+        slot, slots = self.rank * workers + wid, self.world_size * workers
+        return [self.units[i] for i in order[slot::slots]]
+
+    def _tables(self) -> Iterator[pa.Table]:
+        mine = self._my_units()
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, len(mine)])
+        step = self.shuffle_units if self.shuffle else 1
+        for lo in range(0, len(mine), step):
+            parts = [pq.ParquetFile(f).read_row_group(g, columns=self.columns) for f, g in mine[lo:lo + step]]
+            table = pa.concat_tables(parts)
+            if self.shuffle:
+                table = table.take(rng.permutation(table.num_rows))
+            yield table
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        carry: pa.Table | None = None
+        for table in self._tables():
+            table = pa.concat_tables([carry, table]) if carry is not None else table
+            full = table.num_rows - table.num_rows % self.batch_size
+            for lo in range(0, full, self.batch_size):
+                yield _to_torch(collate(table.slice(lo, self.batch_size), self.fmap))
+            carry = table.slice(full) if full < table.num_rows else None
+        if carry is not None and carry.num_rows:
+            yield _to_torch(collate(carry, self.fmap))
+
+
+def _to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Train/valid/test streams of a prepared folder.
+
+    Args:
+        data_dir: output of ``suan data prepare``.
+        batch_size: rows per batch. Default: 256.
+        num_workers: DataLoader worker processes. Default: 0.
+        seed: shuffle seed. Default: 0.
+    """
+
+    def __init__(self, data_dir: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.fmap = FeatureMap.load(self.data_dir / "feature_map.json")
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+
+    def stream(self, split: str, shuffle: bool = False) -> ShardStream:
+        files = sorted((self.data_dir / split).glob("*.parquet"))
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self._has_trainer() else (0, 1)
+        return ShardStream(files, self.fmap, self.batch_size, shuffle=shuffle, seed=self.seed,
+                           rank=rank, world_size=world)
+
+    def _has_trainer(self) -> bool:
+        return getattr(self, "trainer", None) is not None
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        stream = self.stream(split, shuffle)
+        if shuffle and self._has_trainer():
+            stream.set_epoch(self.trainer.current_epoch)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
