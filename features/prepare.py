@@ -25,7 +25,12 @@ from features.schema import FeatureMap, FieldSpec, Role
 from features.sequences import gather_ranges, history_windows
 from features.stats import split_stats
 from features.transforms import (
-    DENSE_FIELDS, MISSING, dense_features, encode_columns, time_context_exprs, time_context_names,
+    DENSE_FIELDS,
+    MISSING,
+    dense_features,
+    encode_columns,
+    time_context_exprs,
+    time_context_names,
 )
 from features.vocab import Vocab
 from suan.utils.provenance import provenance

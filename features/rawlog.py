@@ -91,3 +91,16 @@ def check_timestamps(ts: pl.Series, file: str, col: str, row_offset: int = 1) ->
         idx = int(negative.arg_true()[0])
         raise DataError(file, idx + row_offset, col, f"timestamp {ts[idx]!r} is negative")
     return as_float.floor().cast(pl.Int64)
+
+
+def log_from_rows(rows: list[tuple], name: str = "rows", label: bool = True) -> RawLog:
+    """A :class:`RawLog` from ``(user, item, ts[, label])`` tuples in file order (tests, examples)."""
+    data = {
+        "user": [str(r[0]) for r in rows],
+        "item": [str(r[1]) for r in rows],
+        "ts": pl.Series([int(r[2]) for r in rows], dtype=pl.Int64),
+        "row": pl.Series(range(len(rows)), dtype=pl.Int64),
+    }
+    if label:
+        data["label"] = pl.Series([int(r[3]) if len(r) > 3 else 1 for r in rows], dtype=pl.Int8)
+    return RawLog(name=name, events=pl.DataFrame(data))

@@ -34,9 +34,9 @@ class SynthArgs(SynthConfig):
         categories: number of item categories. Default: 20.
         events_per_user: mean events per user (log-normal spread). Default: 40.
         seed: generator seed. Default: 0.
-        affinity_weight: weight of the recency-weighted history affinity in the click logit. Default: 3.0.
-        recency_hours: decay time constant of the affinity. Default: 24.
-        drift: per-event probability that an interest slot is redrawn. Default: 0.05.
+        affinity_weight: weight of the recency-weighted history affinity in the click logit. Default: 4.0.
+        recency_hours: decay time constant of the affinity. Default: 6.
+        drift: per-event probability that an interest slot is redrawn. Default: 0.1.
         block_users: users held in memory at once. Default: 20000.
     """
 

@@ -48,9 +48,9 @@ class SynthConfig(Config):
         categories: number of item categories. Default: 20.
         events_per_user: mean events per user (log-normal spread, min 2). Default: 40.
         seed: everything is deterministic given the seed. Default: 0.
-        affinity_weight: weight of the history affinity in the click logit. Default: 3.0.
-        recency_hours: decay time constant tau of the affinity. Default: 24.
-        drift: per-event probability that one interest slot is redrawn. Default: 0.05.
+        affinity_weight: weight of the history affinity in the click logit. Default: 4.0.
+        recency_hours: decay time constant tau of the affinity. Default: 6.
+        drift: per-event probability that one interest slot is redrawn. Default: 0.1.
         block_users: users generated (and held in memory) at once. Default: 20000.
     """
 
@@ -59,9 +59,9 @@ class SynthConfig(Config):
     categories: int = 20
     events_per_user: int = 40
     seed: int = 0
-    affinity_weight: float = 3.0
-    recency_hours: float = 24.0
-    drift: float = 0.05
+    affinity_weight: float = 4.0
+    recency_hours: float = 6.0
+    drift: float = 0.1
     block_users: int = 20000
 
     def validate(self) -> None:
