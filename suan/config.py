@@ -1,0 +1,100 @@
+"""Model configs and the one named grade table that sizes every model.
+
+A grade scales layers, width, heads and sequence length together; ``ModelConfig.from_grade`` is
+the only place grades turn into numbers, and the resolved numbers are what gets saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from suan.ops.common.backend import BACKENDS
+from suan.utils.config import Config, require
+
+ARCHS = ("suan", "dnn", "din", "bst", "hstu")
+DEFAULT_MIXER = {"suan": "softmax_rel", "bst": "softmax", "hstu": "hstu", "dnn": "", "din": ""}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Grade:
+    """One row of the grade table."""
+
+    num_layers: int
+    d_model: int
+    num_heads: int
+    seq_len: int
+    head_widths: tuple[int, ...]
+
+
+GRADES: dict[int, Grade] = {
+    0: Grade(num_layers=1, d_model=16, num_heads=1, seq_len=20, head_widths=(64, 32)),
+    1: Grade(num_layers=1, d_model=32, num_heads=2, seq_len=30, head_widths=(128, 64)),
+    2: Grade(num_layers=2, d_model=48, num_heads=2, seq_len=50, head_widths=(128, 64)),
+    3: Grade(num_layers=2, d_model=64, num_heads=4, seq_len=50, head_widths=(256, 128)),
+    4: Grade(num_layers=3, d_model=96, num_heads=4, seq_len=100, head_widths=(256, 128)),
+    5: Grade(num_layers=4, d_model=128, num_heads=4, seq_len=100, head_widths=(512, 256)),
+    6: Grade(num_layers=6, d_model=192, num_heads=6, seq_len=200, head_widths=(512, 256)),
+    7: Grade(num_layers=8, d_model=256, num_heads=8, seq_len=200, head_widths=(1024, 512)),
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelConfig(Config):
+    """A CTR model, fully resolved.
+
+    Args:
+        arch: ``suan`` | ``dnn`` | ``din`` | ``bst`` | ``hstu``.
+        grade: the grade the sizes came from (-1 = custom).
+        num_layers: stacked blocks.
+        d_model: D, the behaviour-token width.
+        num_heads: H.
+        seq_len: behaviours kept (most recent); the candidate is one more token.
+        head_widths: hidden widths of the MLP head.
+        mixer: registry name of the self-attention mixer. Default: the arch's own.
+        ffn_mult: SwiGLU / FFN width multiplier. Default: 3.
+        context_dim: embedding width of context fields. Default: 16.
+        max_attn_len: local attention window, 0 = unlimited. Default: 0.
+        backend: attention backend. Default: ``auto``.
+        dropout: dropout on block outputs. Default: 0.0.
+        negative_sampling_rate: share of true negatives kept when the data was made by sampling
+            negatives; scores are calibrated for it (1.0 = no sampling). Default: 1.0.
+    """
+
+    arch: Literal["suan", "dnn", "din", "bst", "hstu"]
+    grade: int
+    num_layers: int
+    d_model: int
+    num_heads: int
+    seq_len: int
+    head_widths: tuple[int, ...]
+    mixer: str = ""
+    ffn_mult: int = 3
+    context_dim: int = 16
+    max_attn_len: int = 0
+    backend: str = "auto"
+    dropout: float = 0.0
+    negative_sampling_rate: float = 1.0
+
+    def validate(self) -> None:
+        require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
+        require(self.num_layers >= 1 and self.seq_len >= 1, "num_layers and seq_len must be >= 1")
+        require(self.d_model % self.num_heads == 0, "d_model must divide by num_heads")
+        require(self.d_model >= 8, "d_model must be >= 8")
+        require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
+        require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")
+
+    @classmethod
+    def from_grade(cls, arch: str, grade: int, **overrides) -> ModelConfig:
+        """The config of ``arch`` at ``grade`` (overrides applied after the table)."""
+        require(grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+        g = GRADES[grade]
+        values = dict(arch=arch, grade=grade, num_layers=g.num_layers, d_model=g.d_model, num_heads=g.num_heads,
+                      seq_len=g.seq_len, head_widths=g.head_widths, mixer=DEFAULT_MIXER.get(arch, ""))
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def mixer_name(self) -> str:
+        return self.mixer or DEFAULT_MIXER[self.arch]

@@ -1,0 +1,118 @@
+"""CTR models over the feature map: sequence encoders (SUAN, BST, HSTU) and pooling ones (DNN, DIN).
+
+``forward(batch)`` returns raw logits, [B] for one candidate per sample (target fields [B]) or
+[B, C] for candidate-parallel scoring (target fields [B, C]); ``probabilities`` calibrates them
+for the negative sampling rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from features.schema import FeatureMap
+from suan.config import ModelConfig
+from suan.mixers.base import MixerConfig
+from suan.models.blocks import BLOCKS
+from suan.models.inputs import FeatureEmbedder
+from suan.models.sequence import age_buckets, append_candidates, gather_candidates, keep_recent
+from suan.modules.layers import MLPHead
+from suan.ops.common.masks import TIME_BUCKETS, positions, valid_tokens
+
+
+class CTRModel(nn.Module):
+    """Shared parts: embeddings, head, calibration."""
+
+    def __init__(self, cfg: ModelConfig, fmap: FeatureMap, head_in: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = FeatureEmbedder(fmap, cfg.d_model, cfg.context_dim)
+        self.head = MLPHead(head_in + self.embed.head_side_width, cfg.head_widths)
+
+    def _candidate_ids_shape(self, batch: dict[str, Tensor]) -> tuple[bool, int]:
+        ids = batch[next(iter(self.embed.target_fields.values()))]
+        return ids.dim() == 1, 1 if ids.dim() == 1 else ids.shape[1]
+
+    def _score(self, features: Tensor, batch: dict[str, Tensor], profile: Tensor, single: bool) -> Tensor:
+        """features [B, C, F] → logits [B] or [B, C]."""
+        B, C = features.shape[:2]
+        side = self.embed.head_side(batch, profile).unsqueeze(1).expand(-1, C, -1)  # [B, C, S]
+        logits = self.head(torch.cat([features, side], dim=-1).flatten(0, 1)).view(B, C)  # [B, C]
+        return logits.squeeze(1) if single else logits
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Calibrated pCTR: ``sigmoid(logit + ln(rate))`` undoes keeping only ``rate`` of negatives."""
+        return torch.sigmoid(logits + math.log(self.cfg.negative_sampling_rate))
+
+
+class SequenceCTR(CTRModel):
+    """SUAN / BST / HSTU: stacked blocks over [history, candidates]; the head reads candidate outputs."""
+
+    def __init__(self, cfg: ModelConfig, fmap: FeatureMap) -> None:
+        super().__init__(cfg, fmap, head_in=cfg.d_model)
+        d = cfg.d_model
+        self.pos_emb = nn.Embedding(cfg.seq_len + 1, d)
+        self.time_emb = nn.Embedding(TIME_BUCKETS, d)
+        mixer = MixerConfig(name=cfg.mixer_name, d_model=d, num_heads=cfg.num_heads, max_len=cfg.seq_len + 1,
+                            max_attn_len=cfg.max_attn_len, backend=cfg.backend)
+        block = BLOCKS[cfg.arch]
+        self.blocks = nn.ModuleList(block(mixer, cfg.ffn_mult, cfg.dropout) for _ in range(cfg.num_layers))
+        self.final_norm = nn.RMSNorm(d)
+
+    def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, bool]:
+        """Candidate outputs [B, C, D], profile tokens [B, P, D], and whether C came as one."""
+        single, C = self._candidate_ids_shape(batch)
+        hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], self.cfg.seq_len)  # [B, m, D]
+        hist_ts, _ = keep_recent(batch["hist_ts"], batch["hist_len"], self.cfg.seq_len)  # [B, m]
+        target_ts = batch["target_ts"]
+        tokens = append_candidates(hist, n, self.embed.candidates(batch))  # [B, m + C, D]
+        ts = append_candidates(hist_ts, n, target_ts.unsqueeze(1).expand(-1, C))  # [B, m + C]
+        lengths = n + C
+        num_targets = torch.full_like(n, C)
+        L = tokens.shape[1]
+        recency = n.unsqueeze(1) - positions(lengths, num_targets, L)  # [B, L] 0 = candidate
+        tokens = tokens + self.pos_emb(recency.clamp(0, self.cfg.seq_len)) + self.time_emb(age_buckets(target_ts, ts))
+        valid = valid_tokens(lengths, L)
+        x = tokens * valid.unsqueeze(-1).to(tokens.dtype)
+        profile = self.embed.profile(batch)
+        ctx = {"lengths": lengths, "num_targets": num_targets, "timestamps": ts, "profile": profile,
+               "history": valid_tokens(n, L)}
+        for block in self.blocks:
+            x = block(x, ctx)
+        return gather_candidates(self.final_norm(x), n, C), profile, single
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        out, profile, single = self.encode(batch)
+        return self._score(out, batch, profile, single)
+
+
+class PoolingCTR(CTRModel):
+    """DNN (mean-pooled history) and DIN (target attention with an activation unit)."""
+
+    def __init__(self, cfg: ModelConfig, fmap: FeatureMap) -> None:
+        super().__init__(cfg, fmap, head_in=2 * cfg.d_model)
+        d = cfg.d_model
+        self.attention_unit = (nn.Sequential(nn.Linear(4 * d, 80), nn.Sigmoid(), nn.Linear(80, 40), nn.Sigmoid(),
+                                             nn.Linear(40, 1)) if cfg.arch == "din" else None)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        single, C = self._candidate_ids_shape(batch)
+        hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], self.cfg.seq_len)  # [B, m, D]
+        cand = self.embed.candidates(batch)  # [B, C, D]
+        mask = valid_tokens(n, hist.shape[1]).to(hist.dtype)  # [B, m]
+        if self.attention_unit is None:
+            pooled = (hist * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)  # [B, D]
+            pooled = pooled.unsqueeze(1).expand(-1, C, -1)  # [B, C, D]
+        else:
+            h = hist.unsqueeze(1).expand(-1, C, -1, -1)  # [B, C, m, D]
+            t = cand.unsqueeze(2).expand_as(h)  # [B, C, m, D]
+            w = self.attention_unit(torch.cat([h, t, h - t, h * t], dim=-1)).squeeze(-1)  # [B, C, m]
+            pooled = ((w * mask.unsqueeze(1)).unsqueeze(-1) * h).sum(2)  # [B, C, D]
+        return self._score(torch.cat([pooled, cand], dim=-1), batch, self.embed.profile(batch), single)
+
+
+def build_model(cfg: ModelConfig, fmap: FeatureMap) -> CTRModel:
+    """The one builder: every arch and grade goes through here."""
+    return PoolingCTR(cfg, fmap) if cfg.arch in ("dnn", "din") else SequenceCTR(cfg, fmap)

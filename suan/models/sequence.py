@@ -1,0 +1,79 @@
+"""Building the target-aware token sequence: truncate history, append candidates, gather outputs.
+
+All index arithmetic is tensor ops (gather / where), so the graph exports to ONNX with dynamic
+batch, history length and candidate count.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from suan.ops.common.masks import TIME_BUCKETS, TIME_BUCKET_DIVISOR
+
+
+def keep_recent(x: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
+    """Keep the most recent ``keep`` items of right-padded sequences.
+
+    Args:
+        x: [B, Lh, ...] right-padded.
+        lengths: [B] valid items.
+        keep: m, the most items kept.
+
+    Returns:
+        ``([B, min(Lh, m), ...], new lengths [B])``, still right-padded.
+    """
+    m = min(x.shape[1], keep)
+    new_len = torch.clamp(lengths, max=m)
+    start = (lengths - new_len).unsqueeze(1)  # [B, 1]
+    idx = start + torch.arange(m, device=x.device).unsqueeze(0)  # [B, m]
+    idx = torch.clamp(idx, max=max(x.shape[1] - 1, 0))
+    idx = idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+    out = torch.gather(x, 1, idx)
+    valid = (torch.arange(m, device=x.device).unsqueeze(0) < new_len.unsqueeze(1))
+    valid = valid.view(*valid.shape, *([1] * (x.dim() - 2)))
+    return torch.where(valid, out, torch.zeros_like(out)), new_len
+
+
+def append_candidates(hist: Tensor, n_hist: Tensor, cand: Tensor) -> Tensor:
+    """Put C candidate items right after each row's history.
+
+    Args:
+        hist: [B, m, ...] right-padded history.
+        n_hist: [B] history lengths.
+        cand: [B, C, ...].
+
+    Returns:
+        [B, m + C, ...] with ``out[b, n_hist[b] + c] = cand[b, c]`` and zeros after.
+    """
+    B, m = hist.shape[:2]
+    C = cand.shape[1]
+    tail = hist.shape[2:]
+    padded = torch.cat([hist, torch.zeros(B, C, *tail, dtype=hist.dtype, device=hist.device)], dim=1)
+    pos = torch.arange(m + C, device=hist.device).unsqueeze(0)  # [1, m + C]
+    rel = pos - n_hist.unsqueeze(1)  # [B, m + C] index into candidates
+    is_cand = (rel >= 0) & (rel < C)
+    idx = rel.clamp(0, C - 1)
+    idx = idx.view(B, m + C, *([1] * len(tail))).expand(-1, -1, *tail)
+    gathered = torch.gather(cand, 1, idx)  # [B, m + C, ...]
+    return torch.where(is_cand.view(B, m + C, *([1] * len(tail))), gathered, padded)
+
+
+def gather_candidates(y: Tensor, n_hist: Tensor, num_candidates: int) -> Tensor:
+    """[B, L, D] → [B, C, D]: outputs at the candidate positions."""
+    idx = n_hist.unsqueeze(1) + torch.arange(num_candidates, device=y.device).unsqueeze(0)  # [B, C]
+    return torch.gather(y, 1, idx.unsqueeze(-1).expand(-1, -1, y.shape[-1]))
+
+
+def age_buckets(target_ts: Tensor, ts: Tensor) -> Tensor:
+    """Log bucket of each behaviour's age at impression time (candidates: age 0 → bucket 0).
+
+    Args:
+        target_ts: [B]; ts: [B, L].
+
+    Returns:
+        [B, L] int64 in 0..TIME_BUCKETS-1.
+    """
+    age = (target_ts.unsqueeze(1) - ts).abs().to(torch.float32)
+    bucket = torch.floor(torch.log(torch.clamp(age, min=1.0)) / TIME_BUCKET_DIVISOR)
+    return torch.clamp(bucket, 0, TIME_BUCKETS - 1).to(torch.int64)
