@@ -24,15 +24,8 @@ from features.rawlog import RawLog
 from features.schema import FeatureMap, FieldSpec, Role
 from features.sequences import gather_ranges, history_windows
 from features.stats import split_stats
-from features.transforms import (
-    DENSE_FIELDS,
-    MISSING,
-    dense_features,
-    encode_columns,
-    time_context_exprs,
-    time_context_names,
-)
-from features.vocab import Vocab
+from features.transforms import DENSE_FIELDS, MISSING, dense_features, time_context_exprs, time_context_names
+from features.vocab import Vocab, encode_by_uniques, fit_weighted
 from suan.utils.provenance import provenance
 
 ITEM_VOCAB = "item_id"
@@ -55,29 +48,54 @@ class Samples:
     split: np.ndarray
 
 
-def _sort_events(raw: RawLog, proto: ProtocolConfig) -> pl.DataFrame:
-    """Events with ``user_idx`` (order of first appearance) and ``item_code``, sorted by user then order."""
-    ev = raw.events.with_columns(
-        pl.col("user").rank("dense").cast(pl.Int64).alias("_u"),  # temporary dense key
-    )
-    first_row = ev.group_by("_u").agg(pl.col("row").min().alias("_first")).sort("_first")
-    first_row = first_row.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("user_idx"))
-    ev = ev.join(first_row.select("_u", "user_idx"), on="_u").drop("_u")
-    keys = ["user_idx", "ts", "row"] if proto.order == "time" else ["user_idx", "row"]
-    ev = ev.sort(keys)
-    codes = ev.select(pl.col("item").cast(pl.String)).unique(maintain_order=True).with_row_index("item_code")
-    return ev.with_columns(pl.col("item").cast(pl.String)).join(codes, on="item", maintain_order="left")
+def _first_appearance_codes(values: pl.Series, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes numbered in order of first appearance (by ``row``), and each code's first index.
+
+    Returns:
+        ``(codes [E], first_index [K])`` where ``values[first_index[c]]`` is the raw value of code ``c``.
+    """
+    rank = values.rank("dense").to_numpy().astype(np.int64) - 1  # [E] codes ordered by value
+    k = int(rank.max()) + 1 if len(rank) else 0
+    first_row = np.full(k, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_row, rank, row)
+    order = np.argsort(first_row, kind="stable")  # value codes in order of first appearance
+    remap = np.empty(k, dtype=np.int64)
+    remap[order] = np.arange(k)
+    first_index = np.empty(k, dtype=np.int64)
+    first_index[rank[::-1]] = np.arange(len(rank))[::-1]  # any index holding the value
+    return remap[rank], first_index[order]
 
 
-def _item_table(raw: RawLog, ev: pl.DataFrame) -> pl.DataFrame:
-    """One row per item code with its side fields (from the item table where there is one)."""
-    items = ev.group_by("item_code", maintain_order=True).agg(
-        pl.col("item").first(), *[pl.col(f).first() for f in raw.item_fields]
-    ).sort("item_code")
+@dataclass(frozen=True)
+class Tables:
+    """Per-user and per-item tables indexed by ``user_idx`` / ``item_code``."""
+
+    users: pl.DataFrame  # [U] user_id + profile fields (strings, MISSING where absent)
+    items: pl.DataFrame  # [I] item + item fields
+
+
+def _sort_events(raw: RawLog, proto: ProtocolConfig) -> tuple[pl.DataFrame, Tables]:
+    """Events with ``user_idx`` (order of first appearance) and ``item_code``, sorted by user then order.
+
+    Only the columns later steps need are kept; raw ids live once per user / item in :class:`Tables`.
+    """
+    row = raw.events["row"].to_numpy()
+    user_idx, user_first = _first_appearance_codes(raw.events["user"], row)
+    item_code, item_first = _first_appearance_codes(raw.events["item"], row)
+    keep = ["ts", "row", *(["label"] if raw.has_label else []), *raw.event_fields, *raw.context_fields,
+            *([raw.oracle] if raw.oracle else [])]
+    ev = raw.events.select(keep).with_columns(pl.Series("user_idx", user_idx), pl.Series("item_code", item_code))
+    ev = ev.sort(["user_idx", "ts", "row"] if proto.order == "time" else ["user_idx", "row"])
+    users = pl.DataFrame({"user_id": raw.events["user"].gather(user_first).cast(pl.String)})
+    if raw.users is not None:
+        prof = raw.users.select(pl.col("user").cast(pl.String).alias("user_id"),
+                                *[pl.col(f).cast(pl.String) for f in raw.user_fields]).unique("user_id", keep="first")
+        users = users.join(prof, on="user_id", how="left", maintain_order="left")
+    items = raw.events.select("item", *raw.item_fields)[item_first].with_columns(pl.col("item").cast(pl.String))
     if raw.items is not None and raw.item_fields:
         side = raw.items.select(pl.col("item").cast(pl.String), *raw.item_fields).unique("item", keep="first")
         items = items.drop(list(raw.item_fields)).join(side, on="item", how="left", maintain_order="left")
-    return items
+    return ev, Tables(users.fill_null(MISSING), items)
 
 
 def _make_samples(ev: pl.DataFrame, proto: ProtocolConfig, has_label: bool) -> tuple[Samples, object]:
@@ -108,35 +126,26 @@ def _train_visible(ev: pl.DataFrame, samples: Samples, win) -> np.ndarray:
     return pos <= last_train[u]
 
 
-def _fit_vocabs(raw: RawLog, ev: pl.DataFrame, items: pl.DataFrame, samples: Samples, visible: np.ndarray,
-                users: pl.DataFrame, context: pl.DataFrame, min_count: int) -> dict[str, Vocab]:
+def _fit_vocabs(raw: RawLog, ev: pl.DataFrame, tables: Tables, samples: Samples, visible: np.ndarray,
+                context: pl.DataFrame, min_count: int) -> dict[str, Vocab]:
+    """Vocabularies counted on integer codes over what the training split sees."""
     train = samples.split == TRAIN
-    train_items = items[samples.item[train]]
-    seen = ev.filter(pl.Series(visible))
-    vocabs = {}
-    for name in (ITEM_VOCAB, *raw.item_fields):
-        col = "item" if name == ITEM_VOCAB else name
-        values = pl.concat([seen[col].cast(pl.String), train_items[col].cast(pl.String)]).rename(col)
-        vocabs[name] = Vocab.fit(name, values, min_count)
+    n_items = tables.items.height
+    # an item occurrence is a visible behaviour or a training target (positive or sampled negative)
+    item_w = (np.bincount(ev["item_code"].to_numpy()[visible], minlength=n_items)
+              + np.bincount(samples.item[train], minlength=n_items))
+    vocabs = {ITEM_VOCAB: fit_weighted(ITEM_VOCAB, tables.items["item"], item_w, min_count)}
+    for name in raw.item_fields:
+        vocabs[name] = fit_weighted(name, tables.items[name], item_w, min_count)
     for name in raw.event_fields:
-        vocabs[name] = Vocab.fit(name, seen[name].cast(pl.String), min_count)
-    train_users = users[ev["user_idx"].to_numpy()[samples.event[train]]]
-    for name in users.columns:
-        vocabs[name] = Vocab.fit(name, train_users[name].cast(pl.String), min_count)
-    train_ctx = context[samples.event[train]]
+        vocabs[name] = Vocab.fit(name, ev[name].filter(pl.Series(visible)), min_count)
+    train_events = samples.event[train]
+    user_w = np.bincount(ev["user_idx"].to_numpy()[train_events], minlength=tables.users.height)
+    for name in tables.users.columns:
+        vocabs[name] = fit_weighted(name, tables.users[name], user_w, min_count)
     for name in context.columns:
-        vocabs[name] = Vocab.fit(name, train_ctx[name].cast(pl.String), min_count)
+        vocabs[name] = Vocab.fit(name, context[name].gather(train_events), min_count)
     return vocabs
-
-
-def _user_table(raw: RawLog, ev: pl.DataFrame) -> pl.DataFrame:
-    """[U] rows in user_idx order: ``user_id`` plus profile fields (missing profile → MISSING)."""
-    users = ev.group_by("user_idx").agg(pl.col("user").first().cast(pl.String).alias("user_id")).sort("user_idx")
-    if raw.users is not None:
-        prof = raw.users.select(pl.col("user").cast(pl.String).alias("user_id"),
-                                *[pl.col(f).cast(pl.String) for f in raw.user_fields]).unique("user_id", keep="first")
-        users = users.join(prof, on="user_id", how="left", maintain_order="left")
-    return users.drop("user_idx").fill_null(MISSING)
 
 
 def _feature_map(raw: RawLog, proto: ProtocolConfig, vocabs: dict[str, Vocab], users: pl.DataFrame,
@@ -179,18 +188,18 @@ class Encoded:
     oracle: np.ndarray | None
 
 
-def _encode(raw: RawLog, ev: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame, context: pl.DataFrame,
+def _encode(raw: RawLog, ev: pl.DataFrame, tables: Tables, context: pl.DataFrame,
             vocabs: dict[str, Vocab]) -> Encoded:
-    item_cols = {"item": ITEM_VOCAB, **{f: f for f in raw.item_fields}}
-    ev_ids = encode_columns(ev.select(*item_cols, *raw.event_fields), vocabs,
-                            {**item_cols, **{f: f for f in raw.event_fields}})
-    seq = {f"hist_{v}": ev_ids[c].to_numpy() for c, v in {**item_cols, **{f: f for f in raw.event_fields}}.items()}
-    item_ids = encode_columns(items.select(*item_cols), vocabs, item_cols)
+    item_code = ev["item_code"].to_numpy()
+    by_code = {ITEM_VOCAB: vocabs[ITEM_VOCAB].encode(tables.items["item"]).to_numpy()}
+    by_code.update({f: encode_by_uniques(tables.items[f], vocabs[f]) for f in raw.item_fields})
+    seq = {f"hist_{v}": ids[item_code] for v, ids in by_code.items()}
+    seq.update({f"hist_{f}": encode_by_uniques(ev[f], vocabs[f]) for f in raw.event_fields})
     return Encoded(
         seq=seq,
-        item_fields={v: item_ids[c].to_numpy() for c, v in item_cols.items()},
-        user_fields={c: a.to_numpy() for c, a in encode_columns(users, vocabs, {c: c for c in users.columns}).to_dict().items()},
-        context={c: a.to_numpy() for c, a in encode_columns(context, vocabs, {c: c for c in context.columns}).to_dict().items()},
+        item_fields=by_code,
+        user_fields={c: encode_by_uniques(tables.users[c], vocabs[c]) for c in tables.users.columns},
+        context={c: encode_by_uniques(context[c], vocabs[c]) for c in context.columns},
         ts=ev["ts"].to_numpy(), user=ev["user_idx"].to_numpy(),
         oracle=ev[raw.oracle].to_numpy().astype(np.float32) if raw.oracle else None,
     )
@@ -239,16 +248,15 @@ def prepare(raw: RawLog, proto: ProtocolConfig, out: str | Path, shard_rows: int
     """Prepare ``raw`` under ``proto`` into ``out`` (replaced atomically). Returns the stats."""
     if raw.events.height == 0:
         raise ValueError(f"{raw.name}: no events")
-    ev = _sort_events(raw, proto)
-    items = _item_table(raw, ev)
+    ev, tables = _sort_events(raw, proto)
     samples, win = _make_samples(ev, proto, raw.has_label)
-    users = _user_table(raw, ev)
     context = ev.select(*time_context_exprs(pl.col("ts"), time_context_names(ev["ts"])),
-                        *[pl.col(c) for c in raw.context_fields]).cast(pl.String)
+                        *[pl.col(c) for c in raw.context_fields])
     visible = _train_visible(ev, samples, win)
-    vocabs = _fit_vocabs(raw, ev, items, samples, visible, users, context, proto.min_count)
-    enc = _encode(raw, ev, items, users, context, vocabs)
-    fmap = _feature_map(raw, proto, vocabs, users, context)
+    vocabs = _fit_vocabs(raw, ev, tables, samples, visible, context, proto.min_count)
+    enc = _encode(raw, ev, tables, context, vocabs)
+    del visible
+    fmap = _feature_map(raw, proto, vocabs, tables.users, context)
     with atomic_dir(out) as tmp:
         (tmp / "vocab").mkdir()
         for name, vocab in vocabs.items():

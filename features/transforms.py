@@ -10,11 +10,10 @@ import numpy as np
 import polars as pl
 
 from features.schema import OOV_ID
-from features.vocab import Vocab
+from features.vocab import MISSING, Vocab
 
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
-MISSING = "__missing__"
 
 
 def time_context_exprs(ts: pl.Expr, names: tuple[str, ...]) -> list[pl.Expr]:

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from features.schema import OOV_ID, PAD_ID
+
+MISSING = "__missing__"
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,8 @@ class Vocab:
     @classmethod
     def fit(cls, name: str, raw: pl.Series, min_count: int = 1) -> Vocab:
         """Fit on one column of training values (nulls ignored); values seen < ``min_count`` → OOV."""
-        counts = (
-            raw.drop_nulls().cast(pl.String).value_counts(name="count")
-            .filter(pl.col("count") >= min_count)
-            .sort(["count", raw.name], descending=[True, False])
-        )
-        return cls(name, tuple(counts[raw.name].to_list()), tuple(counts["count"].to_list()))
+        counts = raw.drop_nulls().value_counts(name="count")
+        return fit_weighted(name, counts[raw.name], counts["count"].to_numpy(), min_count)
 
     def encode_expr(self, expr: pl.Expr) -> pl.Expr:
         """Polars expression mapping raw values to ids (unknown → OOV, null → padding)."""
@@ -52,7 +51,7 @@ class Vocab:
 
     def encode(self, raw: pl.Series) -> pl.Series:
         """Ids for a column of raw values."""
-        return pl.DataFrame({"v": raw}).select(self.encode_expr(pl.col("v")))["v"]
+        return pl.DataFrame({"v": raw}).select(self.encode_expr(pl.col("v")).alias("v"))["v"]
 
     def save(self, path: str | Path) -> None:
         pl.DataFrame(
@@ -64,3 +63,33 @@ class Vocab:
     def load(cls, name: str, path: str | Path) -> Vocab:
         df = pl.read_parquet(path).sort("id")
         return cls(name, tuple(df["value"].to_list()), tuple(df["count"].to_list()))
+
+
+def fit_weighted(name: str, keys: pl.Series, weights: np.ndarray, min_count: int = 1) -> Vocab:
+    """Fit from per-row counts: ``weights[i]`` occurrences of ``keys[i]`` (keys may repeat).
+
+    Counting on integer codes and converting only the distinct values to strings keeps memory
+    flat on 10^7-row logs; the result equals :meth:`Vocab.fit` on the expanded values.
+    """
+    df = (pl.DataFrame({"value": keys.cast(pl.String), "count": np.asarray(weights, dtype=np.int64)})
+          .filter(pl.col("value").is_not_null())
+          .group_by("value").agg(pl.col("count").sum())
+          .filter((pl.col("count") >= min_count) & (pl.col("count") > 0))
+          .sort(["count", "value"], descending=[True, False]))
+    return Vocab(name, tuple(df["value"].to_list()), tuple(df["count"].to_list()))
+
+
+def encode_by_uniques(values: pl.Series, vocab: Vocab) -> np.ndarray:
+    """Ids of a long column, encoding each distinct value once (same ids as :meth:`Vocab.encode`)."""
+    codes, uniques = _factorize(values)
+    # missing raw values become OOV, exactly as the online path (transforms.encode_columns) does
+    return vocab.encode(uniques.cast(pl.String).fill_null(MISSING)).to_numpy()[codes]
+
+
+def _factorize(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    uniques = values.unique(maintain_order=True)
+    codes = pl.DataFrame({"v": values}).join(
+        pl.DataFrame({"v": uniques, "c": np.arange(len(uniques))}), on="v", how="left", maintain_order="left",
+        nulls_equal=True,
+    )["c"].to_numpy()
+    return codes, uniques

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from suan.ops.common.masks import TIME_BUCKETS, TIME_BUCKET_DIVISOR
+from suan.ops.common.masks import TIME_BUCKET_DIVISOR, TIME_BUCKETS
 
 
 def keep_recent(x: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
