@@ -1,0 +1,51 @@
+"""``suan eval``: exact AUC, GAUC and logloss of a run's saved model on a split."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+
+from pipelines.artifacts import load_model_dir
+from pipelines.datamodule import ShardDataModule
+from pipelines.systems import EvalBuffer
+from suan.utils.config import Config
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EvalArgs(Config):
+    """Evaluate a trained run.
+
+    Args:
+        run: run folder of ``suan train``.
+        split: valid or test. Default: test.
+        data: prepared folder (default: the one the run was trained on). Default: "".
+        batch_size: Default: 1024.
+    """
+
+    run: str
+    split: Literal["valid", "test"] = "test"
+    data: str = ""
+    batch_size: int = 1024
+
+
+def evaluate(model, data_dir: str | Path, split: str, batch_size: int) -> dict[str, float]:
+    """Metrics of ``model`` on a split of a prepared folder."""
+    buf = EvalBuffer()
+    with torch.no_grad():
+        for batch in ShardDataModule(data_dir, batch_size=batch_size).stream(split):
+            buf.add(batch["user_key"], batch["label"], torch.sigmoid(model(batch)))
+    return {f"{split}_{k}": v for k, v in buf.compute().items()}
+
+
+def run_eval(args: EvalArgs) -> dict:
+    run = Path(args.run)
+    model, _, _ = load_model_dir(run / "model")
+    data = args.data or yaml.safe_load((run / "train_config.yaml").read_text())["data"]
+    metrics = evaluate(model, data, args.split, args.batch_size)
+    print(json.dumps(metrics, indent=2))
+    return metrics

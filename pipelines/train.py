@@ -1,0 +1,174 @@
+"""``suan train``: one CTR model on a prepared folder, tracked in MLflow, resumable, evaluated honestly.
+
+setup (seed, data, model, system, logger) → fit (checkpoints each epoch; ``--resume`` continues from
+the last one) → evaluate the best checkpoint on valid and test → write ``metrics.json`` and the
+model folder → log them to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from pipelines.artifacts import save_model_dir
+from pipelines.callbacks import RNGStateCallback, ThroughputCallback
+from pipelines.datamodule import ShardDataModule
+from pipelines.systems import CTRSystem, OptimConfig
+from pipelines.tracking import make_logger
+from suan.config import GRADES, ModelConfig
+from suan.models.counts import count_params, measure_flops
+from suan.models.ctr import build_model
+from suan.utils.config import Config, ConfigError, require
+from suan.utils.provenance import provenance
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainArgs(Config):
+    """Train a CTR model.
+
+    Args:
+        data: prepared folder (``suan data prepare``).
+        out: run folder (checkpoints, metrics.json, model/).
+        model: architecture. Default: suan.
+        grade: size from the grade table. Default: 2.
+        seed: seeds everything (data order, init). Default: 0.
+        max_epochs: Default: 5.
+        max_steps: stop after this many optimiser steps (-1 = no limit). Default: -1.
+        batch_size: Default: 256.
+        lr: dense learning rate (AdamW). Default: 1e-3.
+        embedding_lr: embedding learning rate (0 = lr). Default: 0.
+        weight_decay: Default: 1e-5.
+        warmup_steps: Default: 0.
+        grad_clip: gradient-norm clip (0 = off). Default: 1.0.
+        precision: 32-true or bf16-mixed. Default: 32-true.
+        patience: early-stopping patience in epochs on valid AUC. Default: 2.
+        seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
+        dropout: Default: 0.0.
+        backend: attention backend (auto, naive, torch, triton). Default: auto.
+        num_workers: DataLoader worker processes. Default: 0.
+        mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
+        experiment: MLflow experiment name. Default: suan.
+        resume: continue from the run folder's last checkpoint. Default: False.
+        accelerator: auto, cpu or gpu. Default: auto.
+        devices: devices per node. Default: 1.
+        num_nodes: nodes (multi-node DDP under torchrun or SLURM). Default: 1.
+        strategy: auto or ddp. Default: auto.
+        negative_sampling_rate: share of negatives kept when the data sampled them, for calibration. Default: 1.0.
+        log_every_n_steps: Default: 20.
+        progress: progress bar. Default: True.
+    """
+
+    data: str
+    out: str
+    model: Literal["suan", "dnn", "din", "bst", "hstu"] = "suan"
+    grade: int = 2
+    seed: int = 0
+    max_epochs: int = 5
+    max_steps: int = -1
+    batch_size: int = 256
+    lr: float = 1e-3
+    embedding_lr: float = 0.0
+    weight_decay: float = 1e-5
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"
+    patience: int = 2
+    seq_len: int = 0
+    dropout: float = 0.0
+    backend: str = "auto"
+    num_workers: int = 0
+    mlflow_uri: str = ""
+    experiment: str = "suan"
+    resume: bool = False
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    negative_sampling_rate: float = 1.0
+    log_every_n_steps: int = 20
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+        require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
+        require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
+
+
+def model_config(args: TrainArgs, data_len: int) -> ModelConfig:
+    seq_len = args.seq_len or min(GRADES[args.grade].seq_len, data_len)
+    return ModelConfig.from_grade(args.model, args.grade, seq_len=seq_len, dropout=args.dropout,
+                                  backend=args.backend, negative_sampling_rate=args.negative_sampling_rate)
+
+
+def run_train(args: TrainArgs) -> dict:
+    out = Path(args.out)
+    ckpt_dir = out / "checkpoints"
+    if ckpt_dir.exists() and any(ckpt_dir.iterdir()) and not args.resume:
+        raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(args.seed, workers=True, verbose=False)
+    dm = ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed)
+    cfg = model_config(args, dm.fmap.max_seq_len)
+    model = build_model(cfg, dm.fmap)
+    optim = OptimConfig(lr=args.lr, embedding_lr=args.embedding_lr, weight_decay=args.weight_decay,
+                        warmup_steps=args.warmup_steps)
+    system = CTRSystem(model, optim)
+    args.save(out / "train_config.yaml")
+    cfg.save(out / "model_config.json")
+    logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)
+    throughput = ThroughputCallback()
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="valid_auc", mode="max", save_last=True,
+                           save_top_k=1, enable_version_counter=False)
+    trainer = L.Trainer(
+        max_epochs=args.max_epochs, max_steps=args.max_steps, precision=args.precision,
+        gradient_clip_val=args.grad_clip or None, deterministic=True, accelerator=args.accelerator,
+        devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy, logger=logger,
+        callbacks=[best, EarlyStopping(monitor="valid_auc", mode="max", patience=args.patience),
+                   RNGStateCallback(), throughput],
+        enable_progress_bar=args.progress, log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=0,
+        default_root_dir=out, enable_model_summary=False,
+    )
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(system, dm, ckpt_path=str(last) if args.resume and last.exists() else None)
+    best_path = best.best_model_path or str(last)
+    trainer.validate(system, dm, ckpt_path=best_path, verbose=False)
+    trainer.test(system, dm, ckpt_path=best_path, verbose=False)
+    metrics = _final_metrics(system, cfg, dm, throughput, trainer)
+    if trainer.is_global_zero:
+        _write_outputs(out, args, system, cfg, metrics, logger)
+    return metrics
+
+
+def _final_metrics(system: CTRSystem, cfg: ModelConfig, dm: ShardDataModule, throughput: ThroughputCallback,
+                   trainer: L.Trainer) -> dict:
+    params = count_params(system.model)
+    metrics = {k: float(v) for k, v in system.last_metrics.items()}
+    metrics.update({
+        "params_dense": params["dense"], "params_embedding": params["embedding"],
+        "flops_per_sample": measure_flops(system.model, dm.fmap, cfg.seq_len),
+        "train_samples": dm.stream("train").num_rows, "samples_per_second": throughput.samples_per_second,
+        "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+    })
+    return metrics
+
+
+def _write_outputs(out: Path, args: TrainArgs, system: CTRSystem, cfg: ModelConfig, metrics: dict, logger) -> None:
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (out / "provenance.json").write_text(json.dumps(provenance(), indent=2) + "\n")
+    model_dir = save_model_dir(out / "model", system.model, cfg, args.data)
+    client, run_id = logger.experiment, logger.run_id
+    for key, value in {"git_sha": provenance()["git_sha"], "arch": cfg.arch, "grade": str(cfg.grade),
+                       "feature_map_hash": json.loads((model_dir / "feature_map.json").read_text())["hash"]}.items():
+        client.set_tag(run_id, key, value)
+    for key, value in metrics.items():
+        client.log_metric(run_id, f"final_{key}", float(value))
+    logger.log_hyperparams({**{f"train.{k}": v for k, v in args.to_dict().items()},
+                            **{f"model.{k}": v for k, v in cfg.to_dict().items()}})
+    client.log_artifacts(run_id, str(model_dir), "model")
+    for name in ("train_config.yaml", "metrics.json", "provenance.json"):
+        client.log_artifact(run_id, str(out / name))
