@@ -5,22 +5,19 @@ from __future__ import annotations
 import sys
 
 from features.errors import DataError
-from pipelines.data_cmds import DescribeArgs, PrepareArgs, SynthArgs, run_describe, run_prepare, run_synth
-from pipelines.demo import DemoArgs, run_demo
-from pipelines.evaluate import EvalArgs, run_eval
-from pipelines.train import TrainArgs, run_train
+from pipelines.args import DemoArgs, DescribeArgs, EvalArgs, PrepareArgs, SynthArgs, TrainArgs
 from pipelines.typed_cli import Command, build_parser, config_from_args
 from suan.utils.config import ConfigError
 
 COMMANDS = {
-    "demo": Command(DemoArgs, run_demo, "run the main job end to end on the embedded synthetic default"),
-    "train": Command(TrainArgs, run_train, "train a CTR model (Lightning, MLflow, resumable)"),
-    "eval": Command(EvalArgs, run_eval, "evaluate a trained run on valid or test"),
+    "demo": Command(DemoArgs, "pipelines.demo:run_demo", "run the main job end to end on the embedded synthetic default"),
+    "train": Command(TrainArgs, "pipelines.train:run_train", "train a CTR model (Lightning, MLflow, resumable)"),
+    "eval": Command(EvalArgs, "pipelines.evaluate:run_eval", "evaluate a trained run on valid or test"),
     "data": {
         "__help__": "generate, prepare and describe datasets",
-        "synth": Command(SynthArgs, run_synth, "generate the synthetic behaviour log"),
-        "prepare": Command(PrepareArgs, run_prepare, "prepare an event log under a benchmark protocol"),
-        "describe": Command(DescribeArgs, run_describe, "print the statistics of a prepared folder"),
+        "synth": Command(SynthArgs, "pipelines.data_cmds:run_synth", "generate the synthetic behaviour log"),
+        "prepare": Command(PrepareArgs, "pipelines.data_cmds:run_prepare", "prepare an event log under a benchmark protocol"),
+        "describe": Command(DescribeArgs, "pipelines.data_cmds:run_describe", "print the statistics of a prepared folder"),
     },
 }
 

@@ -6,36 +6,13 @@ its statistics and one batch's shapes. Later stages add training, scaling, disti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from features.prepare import prepare
 from features.protocols import PROTOCOLS
 from features.sources.synthetic import SynthConfig, generate, load_synthetic
 from features.stats import describe
-from suan.utils.config import Config, require
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DemoArgs(Config):
-    """Run the main job end to end on synthetic data.
-
-    Args:
-        out: working folder. Default: runs/demo.
-        users: synthetic users. Default: 2000.
-        events_per_user: mean events per user. Default: 40.
-        max_seq_len: L. Default: 50.
-        seed: Default: 0.
-    """
-
-    out: str = "runs/demo"
-    users: int = 2000
-    events_per_user: int = 40
-    max_seq_len: int = 50
-    seed: int = 0
-
-    def validate(self) -> None:
-        require(self.users >= 10, "users must be >= 10")
+from pipelines.args import DemoArgs
 
 
 def run_demo(args: DemoArgs) -> dict:

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import yaml
 
+from pipelines.args import EvalArgs
 from pipelines.artifacts import load_model_dir
 from pipelines.datamodule import ShardDataModule
 from pipelines.systems import EvalBuffer
-from suan.utils.config import Config
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EvalArgs(Config):
-    """Evaluate a trained run.
-
-    Args:
-        run: run folder of ``suan train``.
-        split: valid or test. Default: test.
-        data: prepared folder (default: the one the run was trained on). Default: "".
-        batch_size: Default: 1024.
-    """
-
-    run: str
-    split: Literal["valid", "test"] = "test"
-    data: str = ""
-    batch_size: int = 1024
 
 
 def evaluate(model, data_dir: str | Path, split: str, batch_size: int) -> dict[str, float]:

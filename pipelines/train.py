@@ -8,13 +8,12 @@ model folder → log them to MLflow.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from pipelines.args import TrainArgs
 from pipelines.artifacts import save_model_dir
 from pipelines.callbacks import RNGStateCallback, ThroughputCallback
 from pipelines.datamodule import ShardDataModule
@@ -23,80 +22,8 @@ from pipelines.tracking import make_logger
 from suan.config import GRADES, ModelConfig
 from suan.models.counts import count_params, measure_flops
 from suan.models.ctr import build_model
-from suan.utils.config import Config, ConfigError, require
+from suan.utils.config import ConfigError
 from suan.utils.provenance import provenance
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TrainArgs(Config):
-    """Train a CTR model.
-
-    Args:
-        data: prepared folder (``suan data prepare``).
-        out: run folder (checkpoints, metrics.json, model/).
-        model: architecture. Default: suan.
-        grade: size from the grade table. Default: 2.
-        seed: seeds everything (data order, init). Default: 0.
-        max_epochs: Default: 5.
-        max_steps: stop after this many optimiser steps (-1 = no limit). Default: -1.
-        batch_size: Default: 256.
-        lr: dense learning rate (AdamW). Default: 1e-3.
-        embedding_lr: embedding learning rate (0 = lr). Default: 0.
-        weight_decay: Default: 1e-5.
-        warmup_steps: Default: 0.
-        grad_clip: gradient-norm clip (0 = off). Default: 1.0.
-        precision: 32-true or bf16-mixed. Default: 32-true.
-        patience: early-stopping patience in epochs on valid AUC. Default: 2.
-        seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
-        dropout: Default: 0.0.
-        backend: attention backend (auto, naive, torch, triton). Default: auto.
-        num_workers: DataLoader worker processes. Default: 0.
-        mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
-        experiment: MLflow experiment name. Default: suan.
-        resume: continue from the run folder's last checkpoint. Default: False.
-        accelerator: auto, cpu or gpu. Default: auto.
-        devices: devices per node. Default: 1.
-        num_nodes: nodes (multi-node DDP under torchrun or SLURM). Default: 1.
-        strategy: auto or ddp. Default: auto.
-        negative_sampling_rate: share of negatives kept when the data sampled them, for calibration. Default: 1.0.
-        log_every_n_steps: Default: 20.
-        progress: progress bar. Default: True.
-    """
-
-    data: str
-    out: str
-    model: Literal["suan", "dnn", "din", "bst", "hstu"] = "suan"
-    grade: int = 2
-    seed: int = 0
-    max_epochs: int = 5
-    max_steps: int = -1
-    batch_size: int = 256
-    lr: float = 1e-3
-    embedding_lr: float = 0.0
-    weight_decay: float = 1e-5
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    precision: Literal["32-true", "bf16-mixed"] = "32-true"
-    patience: int = 2
-    seq_len: int = 0
-    dropout: float = 0.0
-    backend: str = "auto"
-    num_workers: int = 0
-    mlflow_uri: str = ""
-    experiment: str = "suan"
-    resume: bool = False
-    accelerator: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    negative_sampling_rate: float = 1.0
-    log_every_n_steps: int = 20
-    progress: bool = True
-
-    def validate(self) -> None:
-        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
-        require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
-        require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
 
 
 def model_config(args: TrainArgs, data_len: int) -> ModelConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import re
 import typing
 from collections.abc import Callable
@@ -26,8 +27,12 @@ class Command:
     """A sub-command: its config class and the function that runs it."""
 
     config_cls: type[Config]
-    run: Callable[[Any], Any]
+    target: str  # "module:function", imported only when the command runs (keeps --help fast)
     help: str
+
+    def run(self, cfg: Config) -> Any:
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)(cfg)
 
 
 def field_help(cls: type) -> dict[str, str]:

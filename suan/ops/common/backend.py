@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 Backend = Literal["auto", "naive", "torch", "triton"]
 BACKENDS = ("auto", "naive", "torch", "triton")

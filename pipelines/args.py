@@ -1,0 +1,208 @@
+"""Typed configs of every ``suan`` sub-command: the signature of each command is its config.
+
+Kept free of torch/lightning imports so that ``suan --help`` answers at once; each command's
+run function lives in its own module and is imported only when that command runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from features.protocols import PROTOCOLS
+from features.sources.synthetic import SynthConfig
+from suan.config import GRADES
+from suan.utils.config import Config, require
+
+SOURCES = ("synthetic", "movielens-100k", "amazon-5core", "events")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DemoArgs(Config):
+    """Run the main job end to end on synthetic data.
+
+    Args:
+        out: working folder. Default: runs/demo.
+        users: synthetic users. Default: 2000.
+        events_per_user: mean events per user. Default: 40.
+        max_seq_len: L. Default: 50.
+        seed: Default: 0.
+    """
+
+    out: str = "runs/demo"
+    users: int = 2000
+    events_per_user: int = 40
+    max_seq_len: int = 50
+    seed: int = 0
+
+    def validate(self) -> None:
+        require(self.users >= 10, "users must be >= 10")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SynthArgs(SynthConfig):
+    """Generate the synthetic behaviour log (Parquet, streamed in user blocks).
+
+    Args:
+        out: output folder (replaced atomically).
+        users: number of users. Default: 2000.
+        items: number of items. Default: 1000.
+        categories: number of item categories. Default: 20.
+        events_per_user: mean events per user (log-normal spread). Default: 40.
+        seed: generator seed. Default: 0.
+        affinity_weight: weight of the recency-weighted history affinity in the click logit. Default: 4.0.
+        recency_hours: decay time constant of the affinity. Default: 6.
+        drift: per-event probability that an interest slot is redrawn. Default: 0.1.
+        block_users: users held in memory at once. Default: 20000.
+    """
+
+    out: str
+
+    def synth_config(self) -> SynthConfig:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(SynthConfig)}
+        return SynthConfig(**values)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrepareArgs(Config):
+    """Prepare an event log into Parquet shards, feature_map.json, vocabularies and stats.json.
+
+    Args:
+        source: where the events come from.
+        input: input folder (synthetic, movielens-100k, amazon-5core) or file/folder (events).
+        out: output folder (written to a temporary folder, then renamed).
+        protocol: P-ML, P-AZ, time-split or leave-last-out. Default: the source's own.
+        max_seq_len: L, the most recent behaviours kept per sample. Default: 50.
+        min_count: vocabulary minimum training count (rarer values → OOV). Default: 1.
+        negatives: negatives per positive; -1 keeps the protocol's own. Default: -1.
+        shard_rows: rows per Parquet shard. Default: 262144.
+        item_fields: (events) columns describing the item, used for history and target.
+        event_fields: (events) behaviour-only columns such as the action type.
+        context_fields: (events) impression context columns.
+        users: (events) optional user-profile file with user_id and user_fields.
+        user_fields: (events) profile columns of the users file.
+        progress: show progress bars. Default: True.
+    """
+
+    source: Literal["synthetic", "movielens-100k", "amazon-5core", "events"]
+    input: str
+    out: str
+    protocol: str = ""
+    max_seq_len: int = 50
+    min_count: int = 1
+    negatives: int = -1
+    shard_rows: int = 262144
+    item_fields: tuple[str, ...] = ()
+    event_fields: tuple[str, ...] = ()
+    context_fields: tuple[str, ...] = ()
+    users: str = ""
+    user_fields: tuple[str, ...] = ()
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.source in SOURCES, f"source must be one of {SOURCES}")
+        require(not self.protocol or self.protocol in PROTOCOLS, f"protocol must be one of {sorted(PROTOCOLS)}")
+        require(self.max_seq_len >= 1 and self.min_count >= 1 and self.shard_rows >= 1,
+                "max_seq_len, min_count and shard_rows must be >= 1")
+        require(self.negatives >= -1, "negatives must be >= 0 (or -1 for the protocol's own)")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DescribeArgs(Config):
+    """Print the statistics and fields of a prepared folder.
+
+    Args:
+        data: prepared folder.
+    """
+
+    data: str = dataclasses.field(metadata={"positional": True})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainArgs(Config):
+    """Train a CTR model.
+
+    Args:
+        data: prepared folder (``suan data prepare``).
+        out: run folder (checkpoints, metrics.json, model/).
+        model: architecture. Default: suan.
+        grade: size from the grade table. Default: 2.
+        seed: seeds everything (data order, init). Default: 0.
+        max_epochs: Default: 5.
+        max_steps: stop after this many optimiser steps (-1 = no limit). Default: -1.
+        batch_size: Default: 256.
+        lr: dense learning rate (AdamW). Default: 1e-3.
+        embedding_lr: embedding learning rate (0 = lr). Default: 0.
+        weight_decay: Default: 1e-5.
+        warmup_steps: Default: 0.
+        grad_clip: gradient-norm clip (0 = off). Default: 1.0.
+        precision: 32-true or bf16-mixed. Default: 32-true.
+        patience: early-stopping patience in epochs on valid AUC. Default: 2.
+        seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
+        dropout: Default: 0.0.
+        backend: attention backend (auto, naive, torch, triton). Default: auto.
+        num_workers: DataLoader worker processes. Default: 0.
+        mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
+        experiment: MLflow experiment name. Default: suan.
+        resume: continue from the run folder's last checkpoint. Default: False.
+        accelerator: auto, cpu or gpu. Default: auto.
+        devices: devices per node. Default: 1.
+        num_nodes: nodes (multi-node DDP under torchrun or SLURM). Default: 1.
+        strategy: auto or ddp. Default: auto.
+        negative_sampling_rate: share of negatives kept when the data sampled them, for calibration. Default: 1.0.
+        log_every_n_steps: Default: 20.
+        progress: progress bar. Default: True.
+    """
+
+    data: str
+    out: str
+    model: Literal["suan", "dnn", "din", "bst", "hstu"] = "suan"
+    grade: int = 2
+    seed: int = 0
+    max_epochs: int = 5
+    max_steps: int = -1
+    batch_size: int = 256
+    lr: float = 1e-3
+    embedding_lr: float = 0.0
+    weight_decay: float = 1e-5
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"
+    patience: int = 2
+    seq_len: int = 0
+    dropout: float = 0.0
+    backend: str = "auto"
+    num_workers: int = 0
+    mlflow_uri: str = ""
+    experiment: str = "suan"
+    resume: bool = False
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    negative_sampling_rate: float = 1.0
+    log_every_n_steps: int = 20
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+        require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
+        require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EvalArgs(Config):
+    """Evaluate a trained run.
+
+    Args:
+        run: run folder of ``suan train``.
+        split: valid or test. Default: test.
+        data: prepared folder (default: the one the run was trained on). Default: "".
+        batch_size: Default: 1024.
+    """
+
+    run: str
+    split: Literal["valid", "test"] = "test"
+    data: str = ""
+    batch_size: int = 1024
