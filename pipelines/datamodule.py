@@ -50,25 +50,53 @@ class ShardStream(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _my_units(self) -> list[tuple[Path, int]]:
+    def _slot(self) -> tuple[int, int]:
+        """(this reader's slot, number of slots) over DDP ranks x DataLoader workers."""
         info = get_worker_info()
         workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        return self.rank * workers + wid, self.world_size * workers
+
+    def _unit_order(self) -> np.ndarray:
         order = np.arange(len(self.units))
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
-        slot, slots = self.rank * workers + wid, self.world_size * workers
-        return [self.units[i] for i in order[slot::slots]]
+        return order
 
     def _tables(self) -> Iterator[pa.Table]:
-        mine = self._my_units()
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, len(mine)])
+        slot, slots = self._slot()
+        order = self._unit_order()
+        if self.world_size > 1:
+            yield from self._strided_tables(order, slot, slots)
+            return
+        mine = [self.units[i] for i in order[slot::slots]]
+        rng = np.random.default_rng([self.seed, self.epoch, slot])
         step = self.shuffle_units if self.shuffle else 1
         for lo in range(0, len(mine), step):
-            parts = [pq.ParquetFile(f).read_row_group(g, columns=self.columns) for f, g in mine[lo:lo + step]]
-            table = pa.concat_tables(parts)
+            table = pa.concat_tables([self._read(u) for u in mine[lo:lo + step]])
             if self.shuffle:
                 table = table.take(rng.permutation(table.num_rows))
             yield table
+
+    def _strided_tables(self, order: np.ndarray, slot: int, slots: int) -> Iterator[pa.Table]:
+        """DDP: every slot gets exactly ``num_rows // slots`` rows (row g goes to slot g % slots).
+
+        Equal row counts give every rank the same number of batches, which DDP needs to avoid a
+        hang at the end of an epoch. Each slot reads all units, so I/O grows with the slot count.
+        """
+        per_slot = self.num_rows // slots
+        rng = np.random.default_rng([self.seed, self.epoch, slot])
+        seen = 0
+        for i in order:
+            table = self._read(self.units[i])
+            g = seen + np.arange(table.num_rows)
+            seen += table.num_rows
+            keep = np.flatnonzero((g % slots == slot) & (g < per_slot * slots))
+            if len(keep):
+                yield table.take(rng.permutation(keep) if self.shuffle else keep)
+
+    def _read(self, unit: tuple[Path, int]) -> pa.Table:
+        path, group = unit
+        return pq.ParquetFile(path).read_row_group(group, columns=self.columns)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         carry: pa.Table | None = None
@@ -103,8 +131,11 @@ class ShardDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
     def stream(self, split: str, shuffle: bool = False) -> ShardStream:
+        """Training streams are split across DDP ranks; evaluation streams are not (every rank
+        evaluates the whole split, so metrics are exact and need no cross-rank gathering)."""
         files = sorted((self.data_dir / split).glob("*.parquet"))
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self._has_trainer() else (0, 1)
+        split_ranks = shuffle and self._has_trainer()
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if split_ranks else (0, 1)
         return ShardStream(files, self.fmap, self.batch_size, shuffle=shuffle, seed=self.seed,
                            rank=rank, world_size=world)
 

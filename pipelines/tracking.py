@@ -16,6 +16,11 @@ def tracking_uri(uri: str) -> tuple[str, str | None]:
     MLflow 3.17 refuses a plain ``file:`` store, so the default is SQLite with artifacts beside it.
     """
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri.startswith("sqlite:///"):
+        # keep a local store's artifacts beside its database, not in the working directory
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return uri, (db.parent / "artifacts").resolve().as_uri()
     if uri:
         return uri, None
     store = DEFAULT_STORE.resolve()

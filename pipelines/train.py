@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from pipelines.args import TrainArgs
 from pipelines.artifacts import save_model_dir
-from pipelines.callbacks import RNGStateCallback, ThroughputCallback
+from pipelines.callbacks import AtomicCheckpointIO, RNGStateCallback, ThroughputCallback
 from pipelines.datamodule import ShardDataModule
 from pipelines.systems import CTRSystem, OptimConfig
 from pipelines.tracking import make_logger
@@ -58,7 +58,7 @@ def run_train(args: TrainArgs) -> dict:
         callbacks=[best, EarlyStopping(monitor="valid_auc", mode="max", patience=args.patience),
                    RNGStateCallback(), throughput],
         enable_progress_bar=args.progress, log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=0,
-        default_root_dir=out, enable_model_summary=False,
+        default_root_dir=out, enable_model_summary=False, plugins=[AtomicCheckpointIO()],
     )
     last = ckpt_dir / "last.ckpt"
     trainer.fit(system, dm, ckpt_path=str(last) if args.resume and last.exists() else None)
