@@ -28,6 +28,9 @@ class DemoArgs(Config):
         events_per_user: mean events per user. Default: 40.
         max_seq_len: L. Default: 50.
         seed: Default: 0.
+        models: architectures trained and compared. Default: suan,dnn,din,bst.
+        grade: grade of every model. Default: 1.
+        epochs: training epochs per model. Default: 2.
     """
 
     out: str = "runs/demo"
@@ -35,9 +38,14 @@ class DemoArgs(Config):
     events_per_user: int = 40
     max_seq_len: int = 50
     seed: int = 0
+    models: tuple[str, ...] = ("suan", "dnn", "din", "bst")
+    grade: int = 1
+    epochs: int = 2
 
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
+        require(all(m in ("suan", "dnn", "din", "bst", "hstu") for m in self.models), "unknown model in models")
+        require(self.grade in GRADES and self.epochs >= 1, "bad grade or epochs")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -206,3 +214,38 @@ class EvalArgs(Config):
     split: Literal["valid", "test"] = "test"
     data: str = ""
     batch_size: int = 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CompareArgs(Config):
+    """Train several architectures over several seeds on one dataset and tabulate mean ± sd.
+
+    Args:
+        data: prepared folder.
+        out: folder of the runs and of comparison.json / comparison.md.
+        models: architectures. Default: suan,dnn,din,bst,hstu.
+        seeds: seeds per model. Default: 0,1,2.
+        grade: grade of every model. Default: 1.
+        max_epochs: Default: 3.
+        batch_size: Default: 256.
+        lr: Default: 3e-3.
+        patience: Default: 2.
+        negative_sampling_rate: as in train. Default: 1.0.
+        mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
+    """
+
+    data: str
+    out: str
+    models: tuple[str, ...] = ("suan", "dnn", "din", "bst", "hstu")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    grade: int = 1
+    max_epochs: int = 3
+    batch_size: int = 256
+    lr: float = 3e-3
+    patience: int = 2
+    negative_sampling_rate: float = 1.0
+    mlflow_uri: str = ""
+
+    def validate(self) -> None:
+        require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
+        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")

@@ -1,7 +1,9 @@
 """``suan demo``: the main job end to end on the embedded synthetic default.
 
-Stage 1 (foundation): generate the synthetic log, prepare it under the time-split protocol, print
-its statistics and one batch's shapes. Later stages add training, scaling, distillation and serving.
+Stages so far: generate the synthetic log, prepare it under the time-split protocol and print its
+statistics; train SUAN and baselines with the same data path and loop (MLflow store under the
+demo folder) and print a comparison against the oracle (Bayes) AUC. Later issues add scaling,
+distillation and serving.
 """
 
 from __future__ import annotations
@@ -17,16 +19,48 @@ from pipelines.args import DemoArgs
 
 def run_demo(args: DemoArgs) -> dict:
     out = Path(args.out)
-    print(f"[1/2] generating synthetic events → {out / 'synthetic'}")
+    print(f"[1/3] generating synthetic events → {out / 'synthetic'}")
     summary = generate(SynthConfig(users=args.users, events_per_user=args.events_per_user, seed=args.seed),
                        out / "synthetic")
     print(f"      {summary['events']:,} events, {summary['users']:,} users, click rate {summary['click_rate']:.3f}")
-    print(f"[2/2] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
+    print(f"[2/3] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
     proto = PROTOCOLS["time-split"].replace(max_seq_len=args.max_seq_len)
     stats = prepare(load_synthetic(out / "synthetic"), proto, out / "data")
     print(describe(out / "data"))
     _show_batch(out / "data")
-    return stats
+    print(f"[3/3] training {', '.join(args.models)} at grade {args.grade} for {args.epochs} epoch(s)")
+    results = _train_all(args, out)
+    print(_comparison(results, stats["splits"]["test"].get("oracle_auc")))
+    return {"data": stats, "models": results}
+
+
+def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
+    import shutil
+
+    from pipelines.args import TrainArgs
+    from pipelines.train import run_train
+
+    runs = out / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    results = {}
+    for arch in args.models:
+        train = TrainArgs(data=str(out / "data"), out=str(runs / arch), model=arch, grade=args.grade,
+                          max_epochs=args.epochs, batch_size=256, lr=3e-3, seed=args.seed, progress=False,
+                          mlflow_uri=f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}", experiment="demo")
+        results[arch] = run_train(train)
+        print(f"      {arch:<5} test AUC {results[arch]['test_auc']:.4f}")
+    return results
+
+
+def _comparison(results: dict[str, dict], oracle: float | None) -> str:
+    lines = [f"{'model':<6} {'dense params':>12} {'valid AUC':>9} {'test AUC':>9} {'test GAUC':>9} "
+             f"{'logloss':>8} {'samples/s':>9}"]
+    for arch, m in sorted(results.items(), key=lambda kv: -kv[1]["test_auc"]):
+        lines.append(f"{arch:<6} {m['params_dense']:>12,} {m['valid_auc']:>9.4f} {m['test_auc']:>9.4f} "
+                     f"{m['test_gauc']:>9.4f} {m['test_logloss']:>8.4f} {m['samples_per_second']:>9.0f}")
+    if oracle is not None:
+        lines.append(f"{'oracle':<6} {'':>12} {'':>9} {oracle:>9.4f}   (AUC of the planted click probabilities)")
+    return "\n".join(lines)
 
 
 def _show_batch(data_dir: Path) -> None:

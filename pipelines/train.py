@@ -8,6 +8,8 @@ model folder → log them to MLflow.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -32,7 +34,15 @@ def model_config(args: TrainArgs, data_len: int) -> ModelConfig:
                                   backend=args.backend, negative_sampling_rate=args.negative_sampling_rate)
 
 
+def _quiet(progress: bool) -> None:
+    # lightning's checkpoint-restore chatter and an internal deprecation warning drown the output
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    if not progress:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
 def run_train(args: TrainArgs) -> dict:
+    _quiet(args.progress)
     out = Path(args.out)
     ckpt_dir = out / "checkpoints"
     if ckpt_dir.exists() and any(ckpt_dir.iterdir()) and not args.resume:

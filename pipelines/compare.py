@@ -1,0 +1,67 @@
+"""``suan compare``: the same data path and loop for every architecture, seeds aggregated.
+
+Runs that already finished (``metrics.json`` present) are reused, so an interrupted comparison
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.args import CompareArgs, TrainArgs
+from pipelines.train import run_train
+
+COLUMNS = ("test_auc", "test_gauc", "test_logloss", "valid_auc")
+
+
+def run_compare(args: CompareArgs) -> dict:
+    out = Path(args.out)
+    uri = args.mlflow_uri or f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}"
+    results: dict[str, list[dict]] = {}
+    for arch in args.models:
+        for seed in args.seeds:
+            run = out / "runs" / f"{arch}-g{args.grade}-s{seed}"
+            if (run / "metrics.json").exists():
+                metrics = json.loads((run / "metrics.json").read_text())
+            else:
+                metrics = run_train(TrainArgs(
+                    data=args.data, out=str(run), model=arch, grade=args.grade, seed=seed,
+                    max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                    negative_sampling_rate=args.negative_sampling_rate, mlflow_uri=uri, experiment="compare",
+                    progress=False, resume=(run / "checkpoints" / "last.ckpt").exists()))
+            results.setdefault(arch, []).append(metrics)
+            print(f"{arch} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
+    summary = summarise(results)
+    (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "comparison.md").write_text(table(summary, args) + "\n")
+    print(table(summary, args))
+    return summary
+
+
+def summarise(results: dict[str, list[dict]]) -> dict:
+    """Per model: mean and sample sd of each metric over seeds, plus sizes."""
+    out = {}
+    for arch, runs in results.items():
+        row = {"seeds": len(runs), "params_dense": runs[0]["params_dense"], "flops_per_sample": runs[0]["flops_per_sample"]}
+        for key in COLUMNS:
+            values = np.array([r[key] for r in runs], dtype=float)
+            row[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        out[arch] = row
+    return out
+
+
+def table(summary: dict, args: CompareArgs) -> str:
+    lines = [f"data: {args.data}  grade {args.grade}  seeds {list(args.seeds)}  epochs ≤ {args.max_epochs}", "",
+             "| model | dense params | test AUC | test GAUC | test logloss | valid AUC |", "|---|---:|---:|---:|---:|---:|"]
+    for arch, row in sorted(summary.items(), key=lambda kv: -kv[1]["test_auc"]["mean"]):
+        cells = " | ".join(f"{row[k]['mean']:.4f} ± {row[k]['sd']:.4f}" for k in COLUMNS[:3] + ("valid_auc",))
+        lines.append(f"| {arch} | {row['params_dense']:,} | {cells} |")
+    stats_path = Path(args.data) / "stats.json"
+    if stats_path.exists():
+        oracle = json.loads(stats_path.read_text())["splits"]["test"].get("oracle_auc")
+        if oracle is not None:
+            lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | |")
+    return "\n".join(lines)
