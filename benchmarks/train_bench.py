@@ -1,0 +1,99 @@
+"""Training throughput and peak memory: SUAN at two grades, reference vs fast attention, BST at equal width.
+
+A benchmark, not a test: it prints samples/s and peak RSS per case and ratios against the
+baseline case measured in the same run (SUAN on the ``naive`` reference path). Each case runs in a
+fresh child process so its peak RSS is its own.
+
+    .venv/bin/python -m benchmarks.train_bench --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time, torch
+from suan.config import ModelConfig
+from suan.models.ctr import build_model
+from pipelines.datamodule import ShardDataModule
+data, arch, grade, backend, steps, batch = sys.argv[1:7]
+torch.manual_seed(0)
+dm = ShardDataModule(data, batch_size=int(batch))
+batches = []
+for b in dm.stream("train", shuffle=True):
+    batches.append(b)
+    if len(batches) == 8:
+        break
+cfg = ModelConfig.from_grade(arch, int(grade), backend=backend, seq_len=min(dm.fmap.max_seq_len, 50))
+model = build_model(cfg, dm.fmap)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+def step(b):
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(b), b["label"])
+    opt.zero_grad(); loss.backward(); opt.step()
+for b in batches[:2]:
+    step(b)  # warm-up
+t0 = time.perf_counter()
+for i in range(int(steps)):
+    step(batches[i % len(batches)])
+dt = time.perf_counter() - t0
+print(json.dumps({"samples_per_s": int(steps) * int(batch) / dt,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "params": sum(p.numel() for p in model.parameters())}))
+"""
+
+CASES = [  # (label, arch, grade, backend)
+    ("suan g1 naive", "suan", 1, "naive"),
+    ("suan g1 torch", "suan", 1, "torch"),
+    ("suan g3 naive", "suan", 3, "naive"),
+    ("suan g3 torch", "suan", 3, "torch"),
+    ("bst  g3 torch", "bst", 3, "torch"),
+]
+
+
+def run_case(data: Path, arch: str, grade: int, backend: str, steps: int, batch: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    out = subprocess.run([sys.executable, "-c", CHILD, str(data), arch, str(grade), backend, str(steps), str(batch)],
+                         capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ensure_data(workdir: Path) -> Path:
+    from features.prepare import prepare
+    from features.protocols import PROTOCOLS
+    from features.sources.synthetic import SynthConfig, generate, load_synthetic
+
+    data = workdir / "data"
+    if not (data / "feature_map.json").exists():
+        generate(SynthConfig(users=1000, events_per_user=60), workdir / "raw", progress=False)
+        prepare(load_synthetic(workdir / "raw"), PROTOCOLS["time-split"], data, progress=False)
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="prepared folder (default: a synthetic one)")
+    parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps per case")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or ensure_data(Path(tmp))
+        results = {label: run_case(data, arch, g, be, args.steps, args.batch_size) for label, arch, g, be in CASES}
+    base = results[CASES[0][0]]
+    print(f"{'case':<15} {'params':>10} {'samples/s':>10} {'x base':>7} {'peak RSS MB':>12} {'x base':>7}")
+    for label, r in results.items():
+        print(f"{label:<15} {r['params']:>10,} {r['samples_per_s']:>10.0f} {r['samples_per_s'] / base['samples_per_s']:>7.2f}"
+              f" {r['peak_rss_mb']:>12.0f} {r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}")
+    g3n, g3t, bst = (results[k] for k in ("suan g3 naive", "suan g3 torch", "bst  g3 torch"))
+    print(f"fast/reference at grade 3: {g3t['samples_per_s'] / g3n['samples_per_s']:.2f}x speed, "
+          f"{g3t['peak_rss_mb'] / g3n['peak_rss_mb']:.2f}x memory; SUAN/BST at equal width: "
+          f"{g3t['samples_per_s'] / bst['samples_per_s']:.2f}x speed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Models: computed parameter/FLOP counts equal real counts; candidate-parallel == one at a time."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from features.schema import FeatureMap
+from suan.config import GRADES, ModelConfig
+from suan.models.counts import count_params, example_batch, measure_flops, suan_flops, suan_params
+from suan.models.ctr import build_model
+from suan.utils.config import ConfigError
+
+ARCHS = ("suan", "dnn", "din", "bst", "hstu")
+ISOLATION_ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def fmap(tiny_synthetic) -> FeatureMap:
+    return FeatureMap.load(tiny_synthetic / "data" / "feature_map.json")
+
+
+@pytest.mark.parametrize("grade", [0, 1, 2, 3])
+def test_suan_counts_from_config_equal_real_counts(fmap, grade):
+    cfg = ModelConfig.from_grade("suan", grade, backend="naive")
+    model = build_model(cfg, fmap)
+    assert suan_params(cfg, fmap) == count_params(model)
+    assert suan_flops(cfg, fmap) == measure_flops(model, fmap, cfg.seq_len)
+
+
+def test_grades_grow_monotonically_and_span_orders_of_magnitude(fmap):
+    dense = [suan_params(ModelConfig.from_grade("suan", g), fmap)["dense"] for g in sorted(GRADES)]
+    flops = [suan_flops(ModelConfig.from_grade("suan", g), fmap) for g in sorted(GRADES)]
+    assert dense == sorted(dense) and flops == sorted(flops)
+    assert dense[-1] / dense[0] > 100
+
+
+def _batch_with_candidates(fmap, n_cand, seed=0):
+    torch.manual_seed(seed)
+    batch = example_batch(fmap, seq_len=12, batch=5)
+    batch["hist_len"] = torch.tensor([12, 7, 1, 0, 3])
+    for name in ("hist_item_id", "hist_cate_id", "hist_action"):
+        vocab = fmap.field(name).vocab_size
+        batch[name] = torch.randint(2, vocab, batch[name].shape)
+        batch[name][torch.arange(12).unsqueeze(0) >= batch["hist_len"].unsqueeze(1)] = 0
+    batch["hist_ts"] = torch.sort(torch.randint(0, 10**6, (5, 12)), dim=1).values
+    batch["target_ts"] = torch.full((5,), 2 * 10**6)
+    cands = {f: torch.randint(2, fmap.field(f).vocab_size, (5, n_cand)) for f in ("item_id", "cate_id")}
+    return batch, cands
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_candidate_parallel_scores_equal_scoring_each_alone(fmap, arch):
+    model = build_model(ModelConfig.from_grade(arch, 1, backend="torch"), fmap).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # biases start at zero; randomise so every path matters
+            p.add_(0.05 * torch.randn_like(p))
+        batch, cands = _batch_with_candidates(fmap, n_cand=4)
+        together = model({**batch, **cands})  # [B, C]
+        alone = torch.stack([model({**batch, **{f: c[:, k] for f, c in cands.items()}}) for k in range(4)], 1)
+    assert together.shape == (5, 4)
+    torch.testing.assert_close(together, alone, atol=ISOLATION_ATOL, rtol=0)
+    assert torch.isfinite(together).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_training_step_reduces_loss_on_a_fixed_batch(fmap, arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_grade(arch, 0), fmap)
+    batch, _ = _batch_with_candidates(fmap, 1)
+    batch = {k: v.repeat(4, *([1] * (v.dim() - 1))) for k, v in batch.items()}
+    batch["label"] = (torch.arange(20) % 2).float()
+    batch["item_id"] = torch.arange(20) % 7 + 2
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_calibration_undoes_negative_sampling(fmap):
+    cfg = ModelConfig.from_grade("dnn", 0, negative_sampling_rate=0.1)
+    model = build_model(cfg, fmap)
+    p = torch.tensor([0.5, 0.9])
+    logits = torch.log(p / (1 - p))
+    # keeping 10% of negatives inflates odds 10x: calibrated q = p / (p + (1 - p) / 0.1)
+    want = p / (p + (1 - p) / 0.1)
+    torch.testing.assert_close(model.probabilities(logits), want)
+    assert math.isclose(float(build_model(cfg.replace(negative_sampling_rate=1.0), fmap).probabilities(logits)[0]), 0.5)
+
+
+def test_model_config_round_trip_and_validation(tmp_path):
+    cfg = ModelConfig.from_grade("suan", 2, dropout=0.1)
+    cfg.save(tmp_path / "m.yaml")
+    assert ModelConfig.load(tmp_path / "m.yaml") == cfg
+    with pytest.raises(ConfigError):
+        ModelConfig.from_grade("suan", 99)
+    with pytest.raises(ConfigError):
+        cfg.replace(num_heads=5)
