@@ -1,0 +1,21 @@
+"""The main job runs end to end on a small synthetic default."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.args import DemoArgs
+from pipelines.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys):
+    result = run_demo(DemoArgs(out=str(tmp_path / "demo"), users=150, events_per_user=20, models=("suan", "dnn"),
+                               grade=0, epochs=1))
+    out = capsys.readouterr().out
+    assert "oracle" in out and "suan" in out and "dnn" in out
+    assert set(result["models"]) == {"suan", "dnn"}
+    for metrics in result["models"].values():
+        assert 0.0 <= metrics["test_auc"] <= 1.0
+    assert (tmp_path / "demo" / "mlflow" / "mlflow.db").exists()
+    assert (tmp_path / "demo" / "runs" / "suan" / "model" / "model.pt").exists()
