@@ -8,7 +8,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from suan.mixers.base import Mixer, MixerConfig
-from suan.ops.common.masks import TIME_BUCKETS
+from suan.ops.common.masks import TIME_BUCKETS, valid_tokens
 from suan.ops.hstu_attention import hstu_attention
 
 
@@ -34,4 +34,6 @@ class HSTUAttention(Mixer):
         y = hstu_attention(q, k, v, lengths=lengths, num_targets=num_targets, timestamps=timestamps,
                            pos_bias=self.pos_bias, time_bias=self.time_bias,
                            max_attn_len=self.cfg.max_attn_len, backend=self.cfg.backend)  # [B, H, L, D/H]
-        return self.out(self.norm(rearrange(y, "b h l d -> b l (h d)").contiguous()) * u)
+        y = self.out(self.norm(rearrange(y, "b h l d -> b l (h d)").contiguous()) * u)  # [B, L, D]
+        # the LayerNorm shift makes padded rows non-zero, and the mixer contract wants them zero
+        return y * valid_tokens(lengths, x.shape[1]).unsqueeze(-1).to(y.dtype)

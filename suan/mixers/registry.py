@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from suan.mixers.base import Mixer, MixerConfig
 from suan.mixers.hstu import HSTUAttention
@@ -21,7 +22,7 @@ class MixerSpec:
     """
 
     cls: type[Mixer]
-    defaults: dict
+    defaults: MappingProxyType
     candidate_isolation: bool
     doc: str
 
@@ -32,7 +33,7 @@ MIXERS: dict[str, MixerSpec] = {}
 def register(name: str, cls: type[Mixer], doc: str, candidate_isolation: bool = True, **defaults) -> None:
     if name in MIXERS:
         raise ValueError(f"mixer {name!r} is registered twice")
-    MIXERS[name] = MixerSpec(cls, defaults, candidate_isolation, doc)
+    MIXERS[name] = MixerSpec(cls, MappingProxyType(dict(defaults)), candidate_isolation, doc)
 
 
 def build_mixer(cfg: MixerConfig) -> Mixer:

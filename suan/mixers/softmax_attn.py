@@ -31,4 +31,7 @@ class SoftmaxAttention(Mixer):
         y = rel_attention(q, k, v, lengths=lengths, num_targets=num_targets, timestamps=timestamps,
                           pos_bias=self.pos_bias, time_bias=self.time_bias,
                           max_attn_len=self.cfg.max_attn_len, backend=self.cfg.backend)  # [B, H, L, D/H]
-        return self.out(rearrange(y, "b h l d -> b l (h d)").contiguous())
+        # an explicit copy before merging heads: the dynamo ONNX exporter's passes see SDPA outputs with
+        # different strides, drop a `.contiguous()` as a no-op in one and then fail the merging `view`
+        y = rearrange(y, "b h l d -> b l h d").clone(memory_format=torch.contiguous_format)
+        return self.out(rearrange(y, "b l h d -> b l (h d)"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from suan.ops.common.masks import TIME_BUCKET_DIVISOR, TIME_BUCKETS
+from suan.ops.common.masks import log_time_bucket
 
 
 def keep_recent(x: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
@@ -74,6 +74,4 @@ def age_buckets(target_ts: Tensor, ts: Tensor) -> Tensor:
     Returns:
         [B, L] int64 in 0..TIME_BUCKETS-1.
     """
-    age = (target_ts.unsqueeze(1) - ts).abs().to(torch.float32)
-    bucket = torch.floor(torch.log(torch.clamp(age, min=1.0)) / TIME_BUCKET_DIVISOR)
-    return torch.clamp(bucket, 0, TIME_BUCKETS - 1).to(torch.int64)
+    return log_time_bucket(target_ts.unsqueeze(1) - ts)

@@ -62,6 +62,19 @@ def attention_mask(lengths: Tensor, num_targets: Tensor, seq_len: int, max_attn_
     return allowed | diagonal
 
 
+def log_time_bucket(gap: Tensor) -> Tensor:
+    """``floor(ln(max(|gap|, 1)) / 0.301)`` clipped to 0..127, in fp32 arithmetic (exports to ONNX).
+
+    Args:
+        gap: time gaps in seconds, any shape, any numeric dtype.
+
+    Returns:
+        int64 buckets of the same shape.
+    """
+    bucket = torch.floor(torch.log(torch.clamp(gap.abs().to(torch.float32), min=1.0)) / TIME_BUCKET_DIVISOR)
+    return torch.clamp(bucket, 0, TIME_BUCKETS - 1).to(torch.int64)
+
+
 def time_buckets(timestamps: Tensor) -> Tensor:
     """Pairwise log time-gap bucket ``floor(ln(max(|t_i - t_j|, 1)) / 0.301)`` clipped to 0..127.
 
@@ -71,9 +84,7 @@ def time_buckets(timestamps: Tensor) -> Tensor:
     Returns:
         [B, L, L] int64.
     """
-    gap = (timestamps.unsqueeze(2) - timestamps.unsqueeze(1)).abs().to(torch.float32)  # [B, L, L]
-    bucket = torch.floor(torch.log(torch.clamp(gap, min=1.0)) / TIME_BUCKET_DIVISOR)
-    return torch.clamp(bucket, 0, TIME_BUCKETS - 1).to(torch.int64)
+    return log_time_bucket(timestamps.unsqueeze(2) - timestamps.unsqueeze(1))  # [B, L, L]
 
 
 def relative_bias(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from suan.ops.common.backend import resolve
+from suan.ops.common.masks import as_targets
 from suan.ops.hstu_attention import naive
 
 
@@ -27,5 +28,5 @@ def hstu_attention(
         [B, H, L, D]: ``sum_j SiLU(s_ij) v_j / (n_hist + 1)`` over allowed keys.
     """
     resolve(backend, q, has_triton=False)
-    return naive.hstu_attention(q, k, v, lengths=lengths, num_targets=num_targets, timestamps=timestamps,
+    return naive.hstu_attention(q, k, v, lengths=lengths, num_targets=as_targets(num_targets, lengths), timestamps=timestamps,
                                 pos_bias=pos_bias, time_bias=time_bias, max_attn_len=max_attn_len)

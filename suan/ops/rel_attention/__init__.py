@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from suan.ops.common.backend import resolve
+from suan.ops.common.masks import as_targets
 from suan.ops.rel_attention import naive
 from suan.ops.rel_attention import torch as torch_path
 
@@ -35,5 +36,5 @@ def rel_attention(
     """
     chosen = resolve(backend, q, has_triton=False)
     impl = naive.rel_attention if chosen == "naive" else torch_path.rel_attention
-    return impl(q, k, v, lengths=lengths, num_targets=num_targets, timestamps=timestamps,
+    return impl(q, k, v, lengths=lengths, num_targets=as_targets(num_targets, lengths), timestamps=timestamps,
                 pos_bias=pos_bias, time_bias=time_bias, max_attn_len=max_attn_len)
