@@ -28,6 +28,8 @@ class MixerConfig(Config):
         backend: ``auto`` | ``naive`` | ``torch`` | ``triton``. Default: ``auto``.
         pos_bias: learned relative-position bias. Default: True.
         time_bias: learned log time-gap bucket bias. Default: True.
+        local_window: k, the most recent positions every query sees (sparse mixers). Default: 8.
+        dilation: r, every r-th earlier position is also seen (sparse mixers). Default: 4.
     """
 
     name: str
@@ -38,12 +40,15 @@ class MixerConfig(Config):
     backend: str = "auto"
     pos_bias: bool = True
     time_bias: bool = True
+    local_window: int = 8
+    dilation: int = 4
 
     def validate(self) -> None:
         require(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
         require(self.d_model % self.num_heads == 0, f"d_model {self.d_model} must divide by num_heads {self.num_heads}")
         require(self.max_len >= 1 and self.max_attn_len >= 0, "max_len >= 1 and max_attn_len >= 0")
         require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
+        require(self.local_window >= 0 and self.dilation >= 1, "local_window must be >= 0 and dilation >= 1")
 
 
 class Mixer(nn.Module):
