@@ -12,7 +12,7 @@ from typing import Literal
 
 from features.protocols import PROTOCOLS
 from features.sources.synthetic import SynthConfig
-from suan.config import GRADES
+from suan.config import ARCHS, GRADES
 from suan.utils.config import Config, require
 
 SOURCES = ("synthetic", "movielens-100k", "amazon-5core", "events")
@@ -44,7 +44,7 @@ class DemoArgs(Config):
 
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
-        require(all(m in ("suan", "dnn", "din", "bst", "hstu") for m in self.models), "unknown model in models")
+        require(all(m in ARCHS for m in self.models), f"models must be among {ARCHS}")
         require(self.grade in GRADES and self.epochs >= 1, "bad grade or epochs")
 
 
@@ -150,6 +150,8 @@ class TrainArgs(Config):
         seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
         dropout: Default: 0.0.
         backend: attention backend (auto, naive, torch, triton). Default: auto.
+        local_window: LightSUAN local window k. Default: 8.
+        dilation: LightSUAN dilation r. Default: 4.
         num_workers: DataLoader worker processes. Default: 0.
         mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
         experiment: MLflow experiment name. Default: suan.
@@ -165,7 +167,7 @@ class TrainArgs(Config):
 
     data: str
     out: str
-    model: Literal["suan", "dnn", "din", "bst", "hstu"] = "suan"
+    model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
     grade: int = 2
     seed: int = 0
     max_epochs: int = 5
@@ -181,6 +183,8 @@ class TrainArgs(Config):
     seq_len: int = 0
     dropout: float = 0.0
     backend: str = "auto"
+    local_window: int = 8
+    dilation: int = 4
     num_workers: int = 0
     mlflow_uri: str = ""
     experiment: str = "suan"
@@ -248,4 +252,69 @@ class CompareArgs(Config):
 
     def validate(self) -> None:
         require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
+        require(all(m in ARCHS for m in self.models), f"models must be among {ARCHS}")
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DistillArgs(Config):
+    """Distil a high-grade SUAN teacher into a low-grade LightSUAN student.
+
+    Args:
+        data: prepared folder.
+        out: run folder (the student is saved as model/, the teacher as teacher_model/).
+        teacher_grade: teacher grade. Default: 3.
+        student_grade: student grade. Default: 1.
+        teacher_model: teacher architecture. Default: suan.
+        student_model: student architecture. Default: lightsuan.
+        mode: online (joint training) or offline (frozen teacher from --teacher-run). Default: online.
+        teacher_run: run folder of a trained teacher, or a model folder (offline mode). Default: "".
+        temperature: t. Default: 2.0.
+        weight: λ of the soft term (negative = t²). Default: -1.
+        seed: Default: 0.
+        max_epochs: Default: 5.
+        batch_size: Default: 256.
+        lr: Default: 3e-3.
+        patience: Default: 2.
+        local_window: student's local window k. Default: 8.
+        dilation: student's dilation r. Default: 4.
+        mlflow_uri: Default: "".
+        experiment: Default: distill.
+        resume: Default: False.
+        progress: Default: True.
+    """
+
+    data: str
+    out: str
+    teacher_grade: int = 3
+    student_grade: int = 1
+    teacher_model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
+    student_model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "lightsuan"
+    mode: Literal["online", "offline"] = "online"
+    teacher_run: str = ""
+    temperature: float = 2.0
+    weight: float = -1.0
+    seed: int = 0
+    max_epochs: int = 5
+    batch_size: int = 256
+    lr: float = 3e-3
+    patience: int = 2
+    local_window: int = 8
+    dilation: int = 4
+    mlflow_uri: str = ""
+    experiment: str = "distill"
+    resume: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.teacher_grade in GRADES and self.student_grade in GRADES, "grades must be in the grade table")
+        require(self.mode == "online" or bool(self.teacher_run), "offline mode needs --teacher-run")
+        require(self.temperature > 0, "temperature must be > 0")
+
+    def student_train_args(self) -> TrainArgs:
+        """The student's run as plain training arguments (shared trainer set-up and outputs)."""
+        return TrainArgs(data=self.data, out=self.out, model=self.student_model, grade=self.student_grade,
+                         seed=self.seed, max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+                         patience=self.patience, local_window=self.local_window, dilation=self.dilation,
+                         mlflow_uri=self.mlflow_uri, experiment=self.experiment, resume=self.resume,
+                         progress=self.progress)

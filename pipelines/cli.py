@@ -5,7 +5,16 @@ from __future__ import annotations
 import sys
 
 from features.errors import DataError
-from pipelines.args import CompareArgs, DemoArgs, DescribeArgs, EvalArgs, PrepareArgs, SynthArgs, TrainArgs
+from pipelines.args import (
+    CompareArgs,
+    DemoArgs,
+    DescribeArgs,
+    DistillArgs,
+    EvalArgs,
+    PrepareArgs,
+    SynthArgs,
+    TrainArgs,
+)
 from pipelines.typed_cli import Command, build_parser, config_from_args
 from suan.utils.config import ConfigError
 
@@ -13,6 +22,7 @@ COMMANDS = {
     "demo": Command(DemoArgs, "pipelines.demo:run_demo", "run the main job end to end on the embedded synthetic default"),
     "train": Command(TrainArgs, "pipelines.train:run_train", "train a CTR model (Lightning, MLflow, resumable)"),
     "eval": Command(EvalArgs, "pipelines.evaluate:run_eval", "evaluate a trained run on valid or test"),
+    "distill": Command(DistillArgs, "pipelines.distill:run_distill", "distil a SUAN teacher into a LightSUAN student"),
     "compare": Command(CompareArgs, "pipelines.compare:run_compare", "train several models x seeds, tabulate mean ± sd"),
     "data": {
         "__help__": "generate, prepare and describe datasets",

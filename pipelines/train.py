@@ -29,9 +29,16 @@ from suan.utils.provenance import provenance
 
 
 def model_config(args: TrainArgs, data_len: int) -> ModelConfig:
+    """The model of a run: grade table sizes, sequence length capped by the data, run options."""
     seq_len = args.seq_len or min(GRADES[args.grade].seq_len, data_len)
     return ModelConfig.from_grade(args.model, args.grade, seq_len=seq_len, dropout=args.dropout,
-                                  backend=args.backend, negative_sampling_rate=args.negative_sampling_rate)
+                                  backend=args.backend, negative_sampling_rate=args.negative_sampling_rate,
+                                  local_window=args.local_window, dilation=args.dilation)
+
+
+def optim_config(args: TrainArgs) -> OptimConfig:
+    return OptimConfig(lr=args.lr, embedding_lr=args.embedding_lr, weight_decay=args.weight_decay,
+                       warmup_steps=args.warmup_steps)
 
 
 def _quiet(progress: bool) -> None:
@@ -41,7 +48,8 @@ def _quiet(progress: bool) -> None:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 
-def run_train(args: TrainArgs) -> dict:
+def start_run(args: TrainArgs) -> tuple[Path, ShardDataModule]:
+    """Check the run folder, seed everything, open the data."""
     _quiet(args.progress)
     out = Path(args.out)
     ckpt_dir = out / "checkpoints"
@@ -49,18 +57,14 @@ def run_train(args: TrainArgs) -> dict:
         raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(args.seed, workers=True, verbose=False)
-    dm = ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed)
-    cfg = model_config(args, dm.fmap.max_seq_len)
-    model = build_model(cfg, dm.fmap)
-    optim = OptimConfig(lr=args.lr, embedding_lr=args.embedding_lr, weight_decay=args.weight_decay,
-                        warmup_steps=args.warmup_steps)
-    system = CTRSystem(model, optim)
-    args.save(out / "train_config.yaml")
-    cfg.save(out / "model_config.json")
-    logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)
+    return out, ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed)
+
+
+def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelCheckpoint, ThroughputCallback]:
+    """A deterministic trainer with best/last checkpoints on ``valid_auc``, early stopping and RNG states."""
     throughput = ThroughputCallback()
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="valid_auc", mode="max", save_last=True,
-                           save_top_k=1, enable_version_counter=False)
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="valid_auc", mode="max",
+                           save_last=True, save_top_k=1, enable_version_counter=False)
     trainer = L.Trainer(
         max_epochs=args.max_epochs, max_steps=args.max_steps, precision=args.precision,
         gradient_clip_val=args.grad_clip or None, deterministic=True, accelerator=args.accelerator,
@@ -70,18 +74,35 @@ def run_train(args: TrainArgs) -> dict:
         enable_progress_bar=args.progress, log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=0,
         default_root_dir=out, enable_model_summary=False, plugins=[AtomicCheckpointIO()],
     )
-    last = ckpt_dir / "last.ckpt"
+    return trainer, best, throughput
+
+
+def fit_and_evaluate(trainer: L.Trainer, system: L.LightningModule, dm: ShardDataModule, best: ModelCheckpoint,
+                     args: TrainArgs, out: Path) -> None:
+    """Fit (resuming from ``last.ckpt`` when asked), then validate and test the best checkpoint."""
+    last = out / "checkpoints" / "last.ckpt"
     trainer.fit(system, dm, ckpt_path=str(last) if args.resume and last.exists() else None)
     best_path = best.best_model_path or str(last)
     trainer.validate(system, dm, ckpt_path=best_path, verbose=False)
     trainer.test(system, dm, ckpt_path=best_path, verbose=False)
-    metrics = _final_metrics(system, cfg, dm, throughput, trainer)
+
+
+def run_train(args: TrainArgs) -> dict:
+    out, dm = start_run(args)
+    cfg = model_config(args, dm.fmap.max_seq_len)
+    system = CTRSystem(build_model(cfg, dm.fmap), optim_config(args))
+    args.save(out / "train_config.yaml")
+    cfg.save(out / "model_config.json")
+    logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)
+    trainer, best, throughput = build_trainer(args, out, logger)
+    fit_and_evaluate(trainer, system, dm, best, args, out)
+    metrics = final_metrics(system, cfg, dm, throughput, trainer)
     if trainer.is_global_zero:
-        _write_outputs(out, args, system, cfg, metrics, logger)
+        write_outputs(out, args, system.model, cfg, metrics, logger)
     return metrics
 
 
-def _final_metrics(system: CTRSystem, cfg: ModelConfig, dm: ShardDataModule, throughput: ThroughputCallback,
+def final_metrics(system: L.LightningModule, cfg: ModelConfig, dm: ShardDataModule, throughput: ThroughputCallback,
                    trainer: L.Trainer) -> dict:
     params = count_params(system.model)
     metrics = {k: float(v) for k, v in system.last_metrics.items()}
@@ -94,10 +115,11 @@ def _final_metrics(system: CTRSystem, cfg: ModelConfig, dm: ShardDataModule, thr
     return metrics
 
 
-def _write_outputs(out: Path, args: TrainArgs, system: CTRSystem, cfg: ModelConfig, metrics: dict, logger) -> None:
+def write_outputs(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: dict, logger) -> None:
+    """metrics.json, provenance, the model folder; all of it logged to MLflow."""
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     (out / "provenance.json").write_text(json.dumps(provenance(), indent=2) + "\n")
-    model_dir = save_model_dir(out / "model", system.model, cfg, args.data)
+    model_dir = save_model_dir(out / "model", model, cfg, args.data)
     client, run_id = logger.experiment, logger.run_id
     for key, value in {"git_sha": provenance()["git_sha"], "arch": cfg.arch, "grade": str(cfg.grade),
                        "feature_map_hash": json.loads((model_dir / "feature_map.json").read_text())["hash"]}.items():

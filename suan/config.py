@@ -12,8 +12,8 @@ from typing import Literal
 from suan.ops.common.backend import BACKENDS
 from suan.utils.config import Config, require
 
-ARCHS = ("suan", "dnn", "din", "bst", "hstu")
-DEFAULT_MIXER = {"suan": "softmax_rel", "bst": "softmax", "hstu": "hstu", "dnn": "", "din": ""}
+ARCHS = ("suan", "lightsuan", "dnn", "din", "bst", "hstu")
+DEFAULT_MIXER = {"suan": "softmax_rel", "lightsuan": "sparse", "bst": "softmax", "hstu": "hstu", "dnn": "", "din": ""}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,7 +44,7 @@ class ModelConfig(Config):
     """A CTR model, fully resolved.
 
     Args:
-        arch: ``suan`` | ``dnn`` | ``din`` | ``bst`` | ``hstu``.
+        arch: ``suan`` | ``lightsuan`` | ``dnn`` | ``din`` | ``bst`` | ``hstu``.
         grade: the grade the sizes came from (-1 = custom).
         num_layers: stacked blocks.
         d_model: D, the behaviour-token width.
@@ -55,13 +55,15 @@ class ModelConfig(Config):
         ffn_mult: SwiGLU / FFN width multiplier. Default: 3.
         context_dim: embedding width of context fields. Default: 16.
         max_attn_len: local attention window, 0 = unlimited. Default: 0.
+        local_window: k, recent positions LightSUAN's sparse attention sees. Default: 8.
+        dilation: r, LightSUAN also sees every r-th earlier position. Default: 4.
         backend: attention backend. Default: ``auto``.
         dropout: dropout on block outputs. Default: 0.0.
         negative_sampling_rate: share of true negatives kept when the data was made by sampling
             negatives; scores are calibrated for it (1.0 = no sampling). Default: 1.0.
     """
 
-    arch: Literal["suan", "dnn", "din", "bst", "hstu"]
+    arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
     grade: int
     num_layers: int
     d_model: int
@@ -72,6 +74,8 @@ class ModelConfig(Config):
     ffn_mult: int = 3
     context_dim: int = 16
     max_attn_len: int = 0
+    local_window: int = 8
+    dilation: int = 4
     backend: str = "auto"
     dropout: float = 0.0
     negative_sampling_rate: float = 1.0

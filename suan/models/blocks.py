@@ -114,4 +114,5 @@ class HSTUBlock(nn.Module):
                                        timestamps=ctx["timestamps"]))
 
 
-BLOCKS = {"suan": UnifiedAttentionBlock, "bst": TransformerBlock, "hstu": HSTUBlock}
+BLOCKS = {"suan": UnifiedAttentionBlock, "lightsuan": UnifiedAttentionBlock, "bst": TransformerBlock,
+          "hstu": HSTUBlock}

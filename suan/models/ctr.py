@@ -1,4 +1,4 @@
-"""CTR models over the feature map: sequence encoders (SUAN, BST, HSTU) and pooling ones (DNN, DIN).
+"""CTR models over the feature map: sequence encoders (SUAN, LightSUAN, BST, HSTU) and pooling ones (DNN, DIN).
 
 ``forward(batch)`` returns raw logits, [B] for one candidate per sample (target fields [B]) or
 [B, C] for candidate-parallel scoring (target fields [B, C]); ``probabilities`` calibrates them
@@ -56,7 +56,8 @@ class SequenceCTR(CTRModel):
         self.pos_emb = nn.Embedding(cfg.seq_len + 1, d)
         self.time_emb = nn.Embedding(TIME_BUCKETS, d)
         mixer = MixerConfig(name=cfg.mixer_name, d_model=d, num_heads=cfg.num_heads, max_len=cfg.seq_len + 1,
-                            max_attn_len=cfg.max_attn_len, backend=cfg.backend)
+                            max_attn_len=cfg.max_attn_len, backend=cfg.backend, local_window=cfg.local_window,
+                            dilation=cfg.dilation)
         block = BLOCKS[cfg.arch]
         self.blocks = nn.ModuleList(block(mixer, cfg.ffn_mult, cfg.dropout) for _ in range(cfg.num_layers))
         self.final_norm = nn.RMSNorm(d)
