@@ -148,6 +148,7 @@ class TrainArgs(Config):
         precision: 32-true or bf16-mixed. Default: 32-true.
         patience: early-stopping patience in epochs on valid AUC. Default: 2.
         seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
+        data_fraction: nested deterministic share of the training rows (scaling sweeps). Default: 1.0.
         dropout: Default: 0.0.
         backend: attention backend (auto, naive, torch, triton). Default: auto.
         local_window: LightSUAN local window k. Default: 8.
@@ -181,6 +182,7 @@ class TrainArgs(Config):
     precision: Literal["32-true", "bf16-mixed"] = "32-true"
     patience: int = 2
     seq_len: int = 0
+    data_fraction: float = 1.0
     dropout: float = 0.0
     backend: str = "auto"
     local_window: int = 8
@@ -201,6 +203,7 @@ class TrainArgs(Config):
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
         require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
         require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
+        require(0 < self.data_fraction <= 1, "data_fraction must be in (0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from features.collate import collate
-from features.schema import FeatureMap
+from features.sampling import keep_mask
+from features.schema import FeatureMap, Role
 
 
 def _units(files: list[Path]) -> list[tuple[Path, int]]:
@@ -35,17 +36,29 @@ class ShardStream(IterableDataset):
         shuffle: shuffle unit order and rows (training). Default: False.
         seed: base seed of the shuffle. Default: 0.
         shuffle_units: units held in the shuffle buffer. Default: 4.
+        fraction: keep this nested, deterministic share of the rows (``features.sampling``). Default: 1.
     """
 
     def __init__(self, files: list[Path], fmap: FeatureMap, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, shuffle_units: int = 4, rank: int = 0, world_size: int = 1) -> None:
+                 seed: int = 0, shuffle_units: int = 4, rank: int = 0, world_size: int = 1,
+                 fraction: float = 1.0) -> None:
         super().__init__()
         self.units = _units(files)
         self.fmap, self.batch_size, self.shuffle = fmap, batch_size, shuffle
         self.seed, self.shuffle_units, self.epoch = seed, shuffle_units, 0
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.fraction = rank, world_size, fraction
         self.columns = [f.name for f in fmap.fields] + ["user_key"]
-        self.num_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        self.num_rows = self._count_rows(files)
+
+    def _count_rows(self, files: list[Path]) -> int:
+        if self.fraction >= 1.0:
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        ts = self.fmap.by_role(Role.TARGET_TIME)[0].name
+        return sum(int(self._keep(pq.read_table(f, columns=["user_key", ts])).sum()) for f in files)
+
+    def _keep(self, table: pa.Table) -> np.ndarray:
+        ts = self.fmap.by_role(Role.TARGET_TIME)[0].name
+        return keep_mask(table.column("user_key").to_numpy(), table.column(ts).to_numpy(), self.fraction)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -96,7 +109,8 @@ class ShardStream(IterableDataset):
 
     def _read(self, unit: tuple[Path, int]) -> pa.Table:
         path, group = unit
-        return pq.ParquetFile(path).read_row_group(group, columns=self.columns)
+        table = pq.ParquetFile(path).read_row_group(group, columns=self.columns)
+        return table if self.fraction >= 1.0 else table.filter(pa.array(self._keep(table)))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         carry: pa.Table | None = None
@@ -122,13 +136,16 @@ class ShardDataModule(L.LightningDataModule):
         batch_size: rows per batch. Default: 256.
         num_workers: DataLoader worker processes. Default: 0.
         seed: shuffle seed. Default: 0.
+        train_fraction: nested deterministic share of the training rows used (scaling sweeps). Default: 1.
     """
 
-    def __init__(self, data_dir: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(self, data_dir: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0,
+                 train_fraction: float = 1.0) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.fmap = FeatureMap.load(self.data_dir / "feature_map.json")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.train_fraction = train_fraction
 
     def stream(self, split: str, shuffle: bool = False) -> ShardStream:
         """Training streams are split across DDP ranks; evaluation streams are not (every rank
@@ -137,7 +154,7 @@ class ShardDataModule(L.LightningDataModule):
         split_ranks = shuffle and self._has_trainer()
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if split_ranks else (0, 1)
         return ShardStream(files, self.fmap, self.batch_size, shuffle=shuffle, seed=self.seed,
-                           rank=rank, world_size=world)
+                           rank=rank, world_size=world, fraction=self.train_fraction if split == "train" else 1.0)
 
     def _has_trainer(self) -> bool:
         return getattr(self, "trainer", None) is not None

@@ -57,7 +57,8 @@ def start_run(args: TrainArgs) -> tuple[Path, ShardDataModule]:
         raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(args.seed, workers=True, verbose=False)
-    return out, ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed)
+    return out, ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
+                                train_fraction=args.data_fraction)
 
 
 def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelCheckpoint, ThroughputCallback]:

@@ -63,3 +63,18 @@ def test_pad_lists_keeps_the_most_recent(lists, max_len):
         assert lengths[row] == len(kept)
         assert values[row, : len(kept)].tolist() == kept
         assert (values[row, len(kept):] == 0).all()
+
+
+def test_train_fraction_is_nested_deterministic_and_counted_exactly(tiny_synthetic):
+    data = tiny_synthetic / "data"
+    rows = {}
+    for fraction in (0.1, 0.3, 1.0):
+        dm = ShardDataModule(data, batch_size=128, train_fraction=fraction)
+        stream = dm.stream("train", shuffle=True)
+        rows[fraction] = set(_rows(list(stream)))
+        assert stream.num_rows == len(rows[fraction])
+    total = len(rows[1.0])
+    assert rows[0.1] < rows[0.3] < rows[1.0]
+    assert abs(len(rows[0.3]) / total - 0.3) < 0.03 and abs(len(rows[0.1]) / total - 0.1) < 0.02
+    valid = ShardDataModule(data, batch_size=128, train_fraction=0.1).stream("valid")
+    assert valid.num_rows == pl.read_parquet(data / "valid").height  # evaluation is never subsampled
