@@ -21,13 +21,14 @@ def keep_recent(x: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
         keep: m, the most items kept.
 
     Returns:
-        ``([B, min(Lh, m), ...], new lengths [B])``, still right-padded.
+        ``([B, m, ...], new lengths [B])``, right-padded. The width is always ``m`` (no Python
+        ``min`` over the input's length), so an exported graph accepts any history length >= 1.
     """
-    m = min(x.shape[1], keep)
-    new_len = torch.clamp(lengths, max=m)
+    m = keep
+    new_len = torch.clamp(torch.clamp(lengths, max=m), max=x.shape[1])
     start = (lengths - new_len).unsqueeze(1)  # [B, 1]
     idx = start + torch.arange(m, device=x.device).unsqueeze(0)  # [B, m]
-    idx = torch.clamp(idx, max=max(x.shape[1] - 1, 0))
+    idx = torch.clamp(idx, max=x.shape[1] - 1)  # needs Lh >= 1: pad empty histories with one slot
     idx = idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
     out = torch.gather(x, 1, idx)
     valid = (torch.arange(m, device=x.device).unsqueeze(0) < new_len.unsqueeze(1))
