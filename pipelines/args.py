@@ -321,3 +321,22 @@ class DistillArgs(Config):
                          patience=self.patience, local_window=self.local_window, dilation=self.dilation,
                          mlflow_uri=self.mlflow_uri, experiment=self.experiment, resume=self.resume,
                          progress=self.progress)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExportArgs(Config):
+    """Export a run's model to ONNX (parity-gated) and optionally register it in MLflow.
+
+    Args:
+        run: run folder of ``suan train`` or ``suan distill`` (its ``model/`` is exported).
+        out: serving folder to write (model.onnx, feature map, vocabularies, serving.json).
+        register: registered model name in the MLflow model registry ("" = do not register). Default: "".
+        alias: registry alias to point at the new version (e.g. champion). Default: "".
+        mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
+    """
+
+    run: str
+    out: str
+    register: str = ""
+    alias: str = ""
+    mlflow_uri: str = ""

@@ -11,6 +11,7 @@ from pipelines.args import (
     DescribeArgs,
     DistillArgs,
     EvalArgs,
+    ExportArgs,
     PrepareArgs,
     SynthArgs,
     TrainArgs,
@@ -23,6 +24,7 @@ COMMANDS = {
     "train": Command(TrainArgs, "pipelines.train:run_train", "train a CTR model (Lightning, MLflow, resumable)"),
     "eval": Command(EvalArgs, "pipelines.evaluate:run_eval", "evaluate a trained run on valid or test"),
     "distill": Command(DistillArgs, "pipelines.distill:run_distill", "distil a SUAN teacher into a LightSUAN student"),
+    "export": Command(ExportArgs, "pipelines.export:run_export", "export a run's model to ONNX behind a parity gate"),
     "compare": Command(CompareArgs, "pipelines.compare:run_compare", "train several models x seeds, tabulate mean ± sd"),
     "data": {
         "__help__": "generate, prepare and describe datasets",
