@@ -24,7 +24,14 @@ from features.rawlog import RawLog
 from features.schema import FeatureMap, FieldSpec, Role
 from features.sequences import gather_ranges, history_windows
 from features.stats import split_stats
-from features.transforms import DENSE_FIELDS, MISSING, dense_features, time_context_exprs, time_context_names
+from features.transforms import (
+    DENSE_FIELDS,
+    MISSING,
+    TIME_CONTEXT,
+    dense_features,
+    time_context_exprs,
+    time_context_names,
+)
 from features.vocab import Vocab, encode_by_uniques, fit_weighted
 from suan.utils.provenance import provenance
 
@@ -162,6 +169,7 @@ def _feature_map(raw: RawLog, proto: ProtocolConfig, vocabs: dict[str, Vocab], u
     fields.append(FieldSpec(name="target_ts", role=Role.TARGET_TIME.value))
     fields.append(FieldSpec(name="label", role=Role.LABEL.value))
     extra = {"negatives_per_positive": proto.negatives, "protocol": proto.to_dict(),
+             "time_context_fields": [c for c in context.columns if c in TIME_CONTEXT],
              "non_feature_columns": ["user_key"] + (["oracle_p"] if raw.oracle else [])}
     return FeatureMap(dataset=raw.name, protocol=proto.name, max_seq_len=proto.max_seq_len,
                       fields=tuple(fields), extra=extra)

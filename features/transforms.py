@@ -16,6 +16,15 @@ SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
 
 
+TIME_CONTEXT = ("hour", "weekday")
+
+
+def time_context_values(ts: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """numpy twin of :func:`time_context_exprs` for the online path (parity-tested)."""
+    table = {"hour": lambda t: (t // SECONDS_PER_HOUR) % 24, "weekday": lambda t: (t // SECONDS_PER_DAY + 3) % 7}
+    return {n: table[n](np.asarray(ts, dtype=np.int64)) for n in names}
+
+
 def time_context_exprs(ts: pl.Expr, names: tuple[str, ...]) -> list[pl.Expr]:
     """Context columns derived from the impression timestamp (unix seconds, UTC).
 

@@ -53,6 +53,10 @@ class Vocab:
         """Ids for a column of raw values."""
         return pl.DataFrame({"v": raw}).select(self.encode_expr(pl.col("v")).alias("v"))["v"]
 
+    def lookup(self) -> dict[str, int]:
+        """Raw value (string) → id, for the online path; equals :meth:`encode` (parity-tested)."""
+        return {v: i for i, v in enumerate(self.values, start=2)}
+
     def save(self, path: str | Path) -> None:
         pl.DataFrame(
             {"value": list(self.values), "id": list(range(2, self.size)), "count": list(self.counts)},
