@@ -340,3 +340,65 @@ class ExportArgs(Config):
     register: str = ""
     alias: str = ""
     mlflow_uri: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SweepArgs(Config):
+    """Train a grid of grades x data fractions x seeds with the normal training pipeline (resumable).
+
+    Args:
+        data: prepared folder.
+        out: sweep folder (manifest.json, runs/).
+        grades: model grades. Default: 0,1,2.
+        data_fractions: nested shares of the training rows. Default: 0.25,1.0.
+        seeds: Default: 0.
+        model: architecture. Default: suan.
+        max_epochs: Default: 2.
+        batch_size: Default: 256.
+        lr: Default: 3e-3.
+        patience: Default: 1.
+        mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
+    """
+
+    data: str
+    out: str
+    grades: tuple[int, ...] = (0, 1, 2)
+    data_fractions: tuple[float, ...] = (0.25, 1.0)
+    seeds: tuple[int, ...] = (0,)
+    model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
+    max_epochs: int = 2
+    batch_size: int = 256
+    lr: float = 3e-3
+    patience: int = 1
+    mlflow_uri: str = ""
+
+    def validate(self) -> None:
+        require(all(g in GRADES for g in self.grades), f"grades must be among {sorted(GRADES)}")
+        require(all(0 < f <= 1 for f in self.data_fractions), "data fractions must be in (0, 1]")
+        require(bool(self.grades) and bool(self.data_fractions) and bool(self.seeds), "empty grid")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScaleFitArgs(Config):
+    """Fit power laws to a sweep and write scaling_fit.json, PNG plots and a Markdown report.
+
+    Args:
+        sweep: sweep folder (``suan scale sweep`` output).
+        out: output folder ("" = the sweep folder). Default: "".
+        bootstrap: bootstrap resamples for confidence intervals. Default: 200.
+    """
+
+    sweep: str
+    out: str = ""
+    bootstrap: int = 200
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScaleReportArgs(Config):
+    """Print (and rewrite) the Markdown report of a fitted sweep.
+
+    Args:
+        sweep: sweep folder.
+    """
+
+    sweep: str = dataclasses.field(metadata={"positional": True})

@@ -13,6 +13,7 @@ from pipelines.args import (
     EvalArgs,
     ExportArgs,
     PrepareArgs,
+    SweepArgs,
     SynthArgs,
     TrainArgs,
 )
@@ -26,6 +27,10 @@ COMMANDS = {
     "distill": Command(DistillArgs, "pipelines.distill:run_distill", "distil a SUAN teacher into a LightSUAN student"),
     "export": Command(ExportArgs, "pipelines.export:run_export", "export a run's model to ONNX behind a parity gate"),
     "compare": Command(CompareArgs, "pipelines.compare:run_compare", "train several models x seeds, tabulate mean ± sd"),
+    "scale": {
+        "__help__": "scaling-law tooling: graded sweeps, power-law fits, reports",
+        "sweep": Command(SweepArgs, "scaling.sweep:run_sweep", "train grades x data fractions x seeds (resumable)"),
+    },
     "data": {
         "__help__": "generate, prepare and describe datasets",
         "synth": Command(SynthArgs, "pipelines.data_cmds:run_synth", "generate the synthetic behaviour log"),

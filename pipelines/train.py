@@ -123,6 +123,7 @@ def write_outputs(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: 
     model_dir = save_model_dir(out / "model", model, cfg, args.data)
     client, run_id = logger.experiment, logger.run_id
     for key, value in {"git_sha": provenance()["git_sha"], "arch": cfg.arch, "grade": str(cfg.grade),
+                       "data_fraction": str(args.data_fraction), "seed": str(args.seed),
                        "feature_map_hash": json.loads((model_dir / "feature_map.json").read_text())["hash"]}.items():
         client.set_tag(run_id, key, value)
     for key, value in metrics.items():

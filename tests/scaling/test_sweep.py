@@ -1,0 +1,39 @@
+"""Sweeps: every grid point trained once, failures recorded without stopping, finished points skipped."""
+
+from __future__ import annotations
+
+import pytest
+
+import pipelines.train
+from pipelines.args import SweepArgs
+from scaling.sweep import load_manifest, run_sweep
+
+
+@pytest.mark.integration
+def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monkeypatch):
+    args = SweepArgs(data=str(tiny_synthetic / "data"), out=str(tmp_path / "sweep"), grades=(0,),
+                     data_fractions=(0.3, 1.0), max_epochs=1)
+    real = pipelines.train.run_train
+
+    def flaky(train_args):
+        if train_args.data_fraction == 0.3:
+            raise RuntimeError("disk full")
+        return real(train_args)
+
+    monkeypatch.setattr(pipelines.train, "run_train", flaky)
+    manifest = run_sweep(args)
+    points = manifest["points"]
+    assert points["g0-f0.3-s0"]["status"] == "failed" and "disk full" in points["g0-f0.3-s0"]["error"]
+    assert points["g0-f1-s0"]["status"] == "done"
+    full = points["g0-f1-s0"]["metrics"]
+    assert full["train_samples"] > 0 and points["g0-f1-s0"]["wall_s"] > 0
+
+    calls = []
+    monkeypatch.setattr(pipelines.train, "run_train", lambda a: calls.append(a) or real(a))
+    manifest = run_sweep(args)
+    assert [c.data_fraction for c in calls] == [0.3]  # only the failed point runs again
+    points = load_manifest(tmp_path / "sweep")["points"]
+    assert points["g0-f0.3-s0"]["status"] == "done" and points["g0-f1-s0"]["metrics"] == full
+    # the fraction really shrinks the training set (nested, about 30%)
+    ratio = points["g0-f0.3-s0"]["metrics"]["train_samples"] / full["train_samples"]
+    assert 0.25 < ratio < 0.35
