@@ -13,6 +13,8 @@ from pipelines.args import (
     EvalArgs,
     ExportArgs,
     PrepareArgs,
+    ScaleFitArgs,
+    ScaleReportArgs,
     SweepArgs,
     SynthArgs,
     TrainArgs,
@@ -30,6 +32,8 @@ COMMANDS = {
     "scale": {
         "__help__": "scaling-law tooling: graded sweeps, power-law fits, reports",
         "sweep": Command(SweepArgs, "scaling.sweep:run_sweep", "train grades x data fractions x seeds (resumable)"),
+        "fit": Command(ScaleFitArgs, "scaling.report:run_scale_fit", "fit power laws, write scaling_fit.json + plots"),
+        "report": Command(ScaleReportArgs, "scaling.report:run_scale_report", "print the Markdown report of a fit"),
     },
     "data": {
         "__help__": "generate, prepare and describe datasets",

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from suan.mixers.base import Mixer, MixerConfig
 from suan.mixers.hstu import HSTUAttention
 from suan.mixers.softmax_attn import SoftmaxAttention
+from suan.mixers.sparse_attn import SparseAttention
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,4 @@ def build_mixer(cfg: MixerConfig) -> Mixer:
 register("softmax_rel", SoftmaxAttention, "softmax attention + relative position and time-bucket bias (SUAN)")
 register("softmax", SoftmaxAttention, "plain softmax attention, no bias (BST)", pos_bias=False, time_bias=False)
 register("hstu", HSTUAttention, "HSTU pointwise SiLU attention + relative bias")
+register("sparse", SparseAttention, "LightSUAN local window + dilated softmax attention with the relative bias")

@@ -1,0 +1,131 @@
+"""Fit a sweep: per-axis and joint power laws, plots, ``scaling_fit.json`` and a Markdown report.
+
+Seeds are averaged per (grade, fraction). Model-size axes (non-embedding parameters, FLOPs per
+sample) use the runs at the largest data fraction; the data axis uses the runs of the largest
+grade; the joint law uses every point. A fit that the points cannot identify (fewer than 3
+distinct values on an axis) is recorded as skipped with the reason, never forced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from scaling.fit import compute_optimal, fit_axis, fit_joint
+from scaling.plots import plot_axis_fit, plot_joint_contours
+from scaling.sweep import load_manifest
+
+AXES = {"params_dense": "non-embedding parameters", "flops_per_sample": "forward FLOPs per sample",
+        "train_samples": "training samples"}
+METRICS = {"logloss": "test_logloss", "auc": "test_auc"}
+
+
+def sweep_points(manifest: dict) -> list[dict]:
+    """Finished points averaged over seeds: grade, fraction, axes, metrics, seeds, wall seconds."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in manifest["points"].values():
+        if p.get("status") == "done":
+            groups.setdefault((p["grade"], p["fraction"]), []).append(p)
+    out = []
+    for (grade, fraction), runs in sorted(groups.items()):
+        m = [r["metrics"] for r in runs]
+        row = {"grade": grade, "fraction": fraction, "seeds": len(runs),
+               "wall_s": float(np.mean([r["wall_s"] for r in runs]))}
+        row.update({k: float(np.mean([x[k] for x in m])) for k in (*AXES, *METRICS.values())})
+        out.append(row)
+    return out
+
+
+def _axis_subset(points: list[dict], axis: str) -> list[dict]:
+    if axis == "train_samples":
+        top = max(p["grade"] for p in points)
+        return [p for p in points if p["grade"] == top]
+    top = max(p["fraction"] for p in points)
+    return [p for p in points if p["fraction"] == top]
+
+
+def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int = 200) -> dict:
+    """Fit every identifiable law of a sweep; writes ``scaling_fit.json``, ``plots/`` and ``report.md``."""
+    sweep = Path(sweep)
+    out = Path(out) if out else sweep
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    points = sweep_points(load_manifest(sweep))
+    result: dict = {"points": points, "per_axis": {}, "joint": {}, "compute_optimal": {}}
+    for metric, key in METRICS.items():
+        for axis, label in AXES.items():
+            sub = _axis_subset(points, axis)
+            name = f"{metric}_vs_{axis}"
+            x, y = np.array([p[axis] for p in sub]), np.array([p[key] for p in sub])
+            try:
+                # fit_axis refuses fewer than 4 distinct x: 3 points would be interpolated, not fitted
+                fit = fit_axis(x, y, metric=metric, axis=axis, n_bootstrap=n_bootstrap)
+            except ValueError as exc:
+                result["per_axis"][name] = {"skipped": f"{exc} (have {len(set(x.tolist()))} values of {axis})"}
+                continue
+            result["per_axis"][name] = fit.to_dict()
+            plot_axis_fit(fit, x, y, out / "plots" / f"{name}.png", color_by=[p["fraction"] for p in sub],
+                          x_label=label, title=f"{metric} vs {label}")
+        _joint(points, metric, key, out, n_bootstrap, result)
+    (out / "scaling_fit.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "report.md").write_text(render_report(result) + "\n")
+    return result
+
+
+def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: int, result: dict) -> None:
+    n = np.array([p["params_dense"] for p in points])
+    d = np.array([p["train_samples"] for p in points])
+    y = np.array([p[key] for p in points])
+    try:
+        fit = fit_joint(n, d, y, metric=metric, axes=("params_dense", "train_samples"), n_bootstrap=n_bootstrap)
+    except ValueError as exc:
+        result["joint"][metric] = {"skipped": f"{exc} (have {len(set(n.tolist()))} model sizes, "
+                                              f"{len(set(d.tolist()))} data sizes)"}
+        return
+    result["joint"][metric] = fit.to_dict()
+    plot_joint_contours(fit, n, d, y, out / "plots" / f"joint_{metric}.png", n_label=AXES["params_dense"],
+                        d_label=AXES["train_samples"], title=f"iso-{metric} contours of the joint fit")
+    budgets = [float(np.median(n * d)) * 6 * s for s in (1.0, 10.0, 100.0)]
+    result["compute_optimal"][metric] = [compute_optimal(fit, c).to_dict() for c in budgets]
+
+
+def render_report(result: dict) -> str:
+    """Markdown: points table, fitted laws with CIs, R², extrapolation errors, embedded plots."""
+    lines = ["# Scaling-law report", "", "## Sweep points (seed means)", "",
+             "| grade | fraction | seeds | dense params | FLOPs/sample | train samples | test logloss | test AUC | wall s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in result["points"]:
+        lines.append(f"| {p['grade']} | {p['fraction']:g} | {p['seeds']} | {p['params_dense']:,.0f} | "
+                     f"{p['flops_per_sample']:,.0f} | {p['train_samples']:,.0f} | {p['test_logloss']:.4f} | "
+                     f"{p['test_auc']:.4f} | {p['wall_s']:.0f} |")
+    for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
+        lines += ["", f"## {section}", ""]
+        for name, fit in fits.items():
+            if "skipped" in fit:
+                lines.append(f"- **{name}**: skipped — {fit['skipped']}")
+                continue
+            lines.append(f"- **{name}**: `{fit['form']}`; R² = {fit['r2']:.3f}")
+            for coef, value in fit["coefficients"].items():
+                lo, hi = fit["ci"].get(coef, (float("nan"), float("nan")))
+                lines.append(f"  - {coef} = {value:.4g} (95% CI {lo:.4g} … {hi:.4g})")
+            for check in fit.get("extrapolation", []):
+                lines.append(f"  - extrapolation without the largest {check['axis']}: relative error "
+                             f"{', '.join(f'{e:.2%}' for e in check['rel_error'])}")
+            prefix = "joint_" if section == "Joint fits" else ""
+            lines.append(f"\n  ![{name}](plots/{prefix}{name}.png)\n")
+    return "\n".join(lines)
+
+
+def run_scale_fit(args) -> dict:
+    result = fit_sweep(args.sweep, args.out or None, args.bootstrap)
+    print(render_report(result))
+    return result
+
+
+def run_scale_report(args) -> str:
+    result = json.loads((Path(args.sweep) / "scaling_fit.json").read_text())
+    text = render_report(result)
+    (Path(args.sweep) / "report.md").write_text(text + "\n")
+    print(text)
+    return text

@@ -1,0 +1,46 @@
+"""Fitting a sweep folder: laws recovered from a planted manifest, plots and report written, gaps skipped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scaling.report import fit_sweep, render_report
+
+
+def _manifest(tmp_path, grades=4, fractions=(0.125, 0.25, 0.5, 1.0)):
+    points = {}
+    for g in range(grades):
+        n = 1e4 * 4**g
+        for f in fractions:
+            d = 1e6 * f
+            loss = 0.40 + 3.0 / n**0.3 + 20.0 / d**0.35
+            metrics = {"params_dense": n, "flops_per_sample": 30 * n, "train_samples": d,
+                       "test_logloss": loss, "test_auc": 1.3 - loss}
+            points[f"g{g}-f{f}"] = {"grade": g, "fraction": f, "seed": 0, "status": "done", "wall_s": 1.0,
+                                    "metrics": metrics}
+    points["g9-f1-s0"] = {"grade": 9, "fraction": 1.0, "seed": 0, "status": "failed", "error": "boom"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"points": points}))
+    return tmp_path
+
+
+def test_fit_sweep_recovers_planted_exponents_and_writes_outputs(tmp_path):
+    result = fit_sweep(_manifest(tmp_path), n_bootstrap=20)
+    joint = result["joint"]["logloss"]
+    assert joint["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.05)
+    assert joint["coefficients"]["beta"] == pytest.approx(0.35, rel=0.05)
+    per_axis = result["per_axis"]["logloss_vs_params_dense"]
+    assert per_axis["r2"] > 0.99
+    assert len(result["points"]) == 16  # the failed point is left out
+    assert (tmp_path / "plots" / "joint_logloss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "report.md").read_text()
+    assert "plots/joint_logloss.png" in report and "plots/logloss_vs_params_dense.png" in report
+    assert json.loads((tmp_path / "scaling_fit.json").read_text())["compute_optimal"]["logloss"]
+
+
+def test_too_few_points_are_skipped_with_the_reason(tmp_path):
+    result = fit_sweep(_manifest(tmp_path, grades=3, fractions=(0.5, 1.0)), n_bootstrap=0)
+    assert "skipped" in result["per_axis"]["logloss_vs_params_dense"]
+    assert "skipped" in result["joint"]["auc"]
+    assert "skipped" in render_report(result)
