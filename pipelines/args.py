@@ -31,6 +31,9 @@ class DemoArgs(Config):
         models: architectures trained and compared. Default: suan,dnn,din,bst.
         grade: grade of every model. Default: 1.
         epochs: training epochs per model. Default: 2.
+        sweep_grades: grades of the mini scaling sweep (empty = skip it). Default: 0,1,2,3.
+        sweep_fractions: data fractions of the mini sweep. Default: 0.3,1.0.
+        distill: run the distillation stage. Default: True.
     """
 
     out: str = "runs/demo"
@@ -41,9 +44,14 @@ class DemoArgs(Config):
     models: tuple[str, ...] = ("suan", "dnn", "din", "bst")
     grade: int = 1
     epochs: int = 2
+    sweep_grades: tuple[int, ...] = (0, 1, 2, 3)
+    sweep_fractions: tuple[float, ...] = (0.3, 1.0)
+    distill: bool = True
 
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
+        require(all(g in GRADES for g in self.sweep_grades), "sweep grades must be in the grade table")
+        require(self.grade + 1 in GRADES or not self.distill, "distillation needs a teacher one grade higher")
         require(all(m in ARCHS for m in self.models), f"models must be among {ARCHS}")
         require(self.grade in GRADES and self.epochs >= 1, "bad grade or epochs")
 

@@ -1,9 +1,9 @@
 """``suan demo``: the main job end to end on the embedded synthetic default.
 
-Stages so far: generate the synthetic log, prepare it under the time-split protocol and print its
-statistics; train SUAN and baselines with the same data path and loop (MLflow store under the
-demo folder) and print a comparison against the oracle (Bayes) AUC. Later issues add scaling,
-distillation and serving.
+Stages: generate the synthetic log and prepare it under the time-split protocol; train SUAN and
+baselines with the same data path and loop and compare them with the oracle (Bayes) AUC; a mini
+scaling sweep (grades x data fractions) with its power-law fit and plot; online distillation of a
+SUAN teacher into a small LightSUAN. Every run is tracked in an MLflow store under the demo folder.
 """
 
 from __future__ import annotations
@@ -19,19 +19,69 @@ from pipelines.args import DemoArgs
 
 def run_demo(args: DemoArgs) -> dict:
     out = Path(args.out)
-    print(f"[1/3] generating synthetic events → {out / 'synthetic'}")
+    print(f"[1/5] generating synthetic events → {out / 'synthetic'}")
     summary = generate(SynthConfig(users=args.users, events_per_user=args.events_per_user, seed=args.seed),
                        out / "synthetic")
     print(f"      {summary['events']:,} events, {summary['users']:,} users, click rate {summary['click_rate']:.3f}")
-    print(f"[2/3] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
+    print(f"[2/5] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
     proto = PROTOCOLS["time-split"].replace(max_seq_len=args.max_seq_len)
     stats = prepare(load_synthetic(out / "synthetic"), proto, out / "data")
     print(describe(out / "data"))
     _show_batch(out / "data")
-    print(f"[3/3] training {', '.join(args.models)} at grade {args.grade} for {args.epochs} epoch(s)")
+    print(f"[3/5] training {', '.join(args.models)} at grade {args.grade} for {args.epochs} epoch(s)")
     results = _train_all(args, out)
     print(_comparison(results, stats["splits"]["test"].get("oracle_auc")))
-    return {"data": stats, "models": results}
+    outcome = {"data": stats, "models": results}
+    if args.sweep_grades:
+        print(f"[4/5] mini scaling sweep: grades {list(args.sweep_grades)} x fractions {list(args.sweep_fractions)}")
+        outcome["scaling"] = _mini_sweep(args, out)
+    if args.distill:
+        print("[5/5] online distillation: SUAN teacher → LightSUAN student")
+        outcome["distill"] = _distill(args, out)
+    return outcome
+
+
+def _mlflow_uri(out: Path) -> str:
+    return f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}"
+
+
+def _mini_sweep(args: DemoArgs, out: Path) -> dict:
+    import shutil
+
+    from pipelines.args import SweepArgs
+    from scaling.report import fit_sweep
+    from scaling.sweep import run_sweep
+
+    sweep = out / "sweep"
+    shutil.rmtree(sweep, ignore_errors=True)
+    run_sweep(SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades,
+                        data_fractions=args.sweep_fractions, max_epochs=1, mlflow_uri=_mlflow_uri(out)))
+    result = fit_sweep(sweep, n_bootstrap=100)
+    fit = result["per_axis"].get("logloss_vs_params_dense", {})
+    if "coefficients" in fit:
+        lo, hi = fit["ci"]["alpha"]
+        print(f"      test logloss vs non-embedding params: alpha = {fit['coefficients']['alpha']:.3f} "
+              f"(95% CI {lo:.3f} … {hi:.3f}), R² = {fit['r2']:.3f}; plot {sweep / 'plots'}")
+    else:
+        print(f"      fit skipped: {fit.get('skipped')}")
+    print(f"      report: {sweep / 'report.md'}")
+    return result
+
+
+def _distill(args: DemoArgs, out: Path) -> dict:
+    import shutil
+
+    from pipelines.args import DistillArgs
+    from pipelines.distill import run_distill
+
+    run = out / "distill"
+    shutil.rmtree(run, ignore_errors=True)
+    metrics = run_distill(DistillArgs(data=str(out / "data"), out=str(run), teacher_grade=args.grade + 1,
+                                      student_grade=args.grade, max_epochs=args.epochs, seed=args.seed,
+                                      progress=False, mlflow_uri=_mlflow_uri(out), experiment="demo"))
+    print(f"      student LightSUAN g{args.grade}: test AUC {metrics['test_auc']:.4f}   "
+          f"teacher SUAN g{args.grade + 1}: test AUC {metrics['test_teacher_auc']:.4f}   student model: {run / 'model'}")
+    return metrics
 
 
 def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
@@ -46,7 +96,7 @@ def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
     for arch in args.models:
         train = TrainArgs(data=str(out / "data"), out=str(runs / arch), model=arch, grade=args.grade,
                           max_epochs=args.epochs, batch_size=256, lr=3e-3, seed=args.seed, progress=False,
-                          mlflow_uri=f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}", experiment="demo")
+                          mlflow_uri=_mlflow_uri(out), experiment="demo")
         results[arch] = run_train(train)
         print(f"      {arch:<5} test AUC {results[arch]['test_auc']:.4f}")
     return results

@@ -11,7 +11,7 @@ from pipelines.demo import run_demo
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     result = run_demo(DemoArgs(out=str(tmp_path / "demo"), users=150, events_per_user=20, models=("suan", "dnn"),
-                               grade=0, epochs=1))
+                               grade=0, epochs=1, sweep_grades=(0, 1, 2, 3), sweep_fractions=(0.5, 1.0)))
     out = capsys.readouterr().out
     assert "oracle" in out and "suan" in out and "dnn" in out
     assert set(result["models"]) == {"suan", "dnn"}
@@ -19,3 +19,6 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert 0.0 <= metrics["test_auc"] <= 1.0
     assert (tmp_path / "demo" / "mlflow" / "mlflow.db").exists()
     assert (tmp_path / "demo" / "runs" / "suan" / "model" / "model.pt").exists()
+    assert (tmp_path / "demo" / "sweep" / "report.md").exists() and len(result["scaling"]["points"]) == 8
+    assert {"test_auc", "test_teacher_auc"} <= set(result["distill"])
+    assert (tmp_path / "demo" / "distill" / "model" / "model_config.json").read_text().count("lightsuan") == 1
