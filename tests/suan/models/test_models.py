@@ -13,7 +13,7 @@ from suan.models.counts import count_params, example_batch, measure_flops, suan_
 from suan.models.ctr import build_model
 from suan.utils.config import ConfigError
 
-ARCHS = ("suan", "dnn", "din", "bst", "hstu")
+ARCHS = ("suan", "lightsuan", "dnn", "din", "bst", "hstu")
 ISOLATION_ATOL = 1e-5
 
 
