@@ -410,3 +410,46 @@ class ScaleReportArgs(Config):
     """
 
     sweep: str = dataclasses.field(metadata={"positional": True})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServeArgs(Config):
+    """Serve an exported model over HTTP (FastAPI + uvicorn + ONNX Runtime; no torch at request time).
+
+    Args:
+        model: serving folder (``suan export --out``), ``models:/name/version`` or ``models:/name@alias``.
+        host: interface to bind (loopback by default: put a proxy in front to expose it). Default: 127.0.0.1.
+        port: Default: 8000.
+        workers: uvicorn worker processes (each loads the model and keeps its own metrics). Default: 1.
+        threads: ONNX Runtime intra-op threads per request. Default: 1.
+        device: auto (CUDA when onnxruntime offers it), cpu or cuda. Default: auto.
+        max_candidates: most candidates per request (more → 400). Default: 1000.
+        max_history: most raw history entries per request (more → 400; beyond L is truncated). Default: 10000.
+        max_body_bytes: largest request body (more → 413). Default: 4194304.
+        watch_seconds: poll the model folder and hot-reload when it is replaced (0 = off). Default: 0.
+        mlflow_uri: tracking URI for models:/ ("" = $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow/mlflow.db).
+            Default: "".
+        access_log: log every request. Default: False.
+        log_level: uvicorn log level. Default: info.
+    """
+
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    threads: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_candidates: int = 1000
+    max_history: int = 10_000
+    max_body_bytes: int = 4 * 1024 * 1024
+    watch_seconds: float = 0.0
+    mlflow_uri: str = ""
+    access_log: bool = False
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    def validate(self) -> None:
+        require(bool(self.model), "--model is required: a serving folder or models:/name/version")
+        require(0 <= self.port <= 65535, "port must be in [0, 65535]")
+        require(self.workers >= 1 and self.threads >= 1, "workers and threads must be >= 1")
+        require(self.max_candidates >= 1 and self.max_history >= 0, "max_candidates >= 1, max_history >= 0")
+        require(self.max_body_bytes >= 1024 and self.watch_seconds >= 0, "max_body_bytes >= 1024, watch_seconds >= 0")

@@ -1,0 +1,252 @@
+"""Scoring-service latency and throughput on loopback, against eager PyTorch in the same run.
+
+A benchmark, not a test. It builds a synthetic dataset with L = 200, exports an untrained low-grade
+model (LightSUAN when the ``sparse`` mixer is registered, else SUAN: latency does not depend on the
+weights), then measures with the same requests (1 user, C candidates, a 200-behaviour history):
+
+- eager PyTorch in this process, one request at a time (the reference, 1 intra-op thread);
+- ONNX Runtime in this process without HTTP (the model call plus the online feature path);
+- the real service (``suan serve`` in a subprocess) with 1 client (latency without queueing) and
+  under K concurrent loopback clients, with 1 and with 2 ONNX Runtime intra-op threads.
+
+It prints p50/p99 latency, throughput and errors per case with ratios against eager PyTorch, and
+exits with status 1 if any HTTP request failed. Clients and server share the machine's cores.
+
+    .venv/bin/python -m benchmarks.serving_bench --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_serving_folder(work: Path, arch: str, grade: int, seq_len: int) -> tuple[Path, Path, str]:
+    """Synthetic data (L = ``seq_len``), an untrained model of ``arch``/``grade`` and its export."""
+    import torch
+
+    from features.prepare import prepare
+    from features.protocols import PROTOCOLS
+    from features.schema import FeatureMap
+    from features.sources.synthetic import SynthConfig, generate, load_synthetic
+    from pipelines.artifacts import save_model_dir
+    from serving.export import export_model_dir
+    from suan.config import ModelConfig
+    from suan.mixers.registry import MIXERS
+    from suan.models.ctr import build_model
+
+    if arch == "auto":
+        arch = "lightsuan" if "sparse" in MIXERS else "suan"
+    data = work / "data"
+    generate(SynthConfig(users=300, items=500, events_per_user=60, seed=0), work / "raw", progress=False)
+    prepare(load_synthetic(work / "raw"), PROTOCOLS["time-split"].replace(max_seq_len=seq_len), data,
+            progress=False)
+    torch.manual_seed(0)
+    fmap = FeatureMap.load(data / "feature_map.json")
+    cfg = ModelConfig.from_grade(arch, grade, seq_len=seq_len)
+    save_model_dir(work / "model", build_model(cfg, fmap).eval(), cfg, data)
+    export_model_dir(work / "model", work / "serving")
+    return work / "model", work / "serving", f"{arch} grade {grade} (L={seq_len}, untrained)"
+
+
+def make_requests(space, n: int, n_cand: int, n_hist: int, seed: int = 0) -> list[dict]:
+    """``n`` distinct requests with raw ids drawn from the model's vocabularies."""
+    from serving.service import allowed_fields
+
+    rng = np.random.default_rng(seed)
+    fields = allowed_fields(space)
+    vocab_of = {f.name: f.vocab for f in space.fmap.fields if f.vocab}
+    values = {v: list(space.lookups[v]) for v in space.lookups}
+
+    def pick(vocab):
+        return values[vocab][int(rng.integers(len(values[vocab])))]
+
+    out = []
+    for _ in range(n):
+        now = 1_700_000_000 + int(rng.integers(0, 10**6))
+        out.append({
+            "user": {f: pick(vocab_of[f]) for f in fields["user"]},
+            "context": {f: pick(vocab_of[f]) for f in fields["context"]},
+            "timestamp": now,
+            "history": [{**{v: pick(v) for v in fields["history"] if v != "ts"}, "ts": now - 60 * (k + 1)}
+                        for k in range(n_hist)],
+            "candidates": [{f: pick(vocab_of[f]) for f in fields["candidates"]} for _ in range(n_cand)],
+        })
+    return out
+
+
+def summarise(latencies: list[float], wall: float, errors: int) -> dict:
+    ms = np.asarray(latencies) * 1e3
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "rps": len(latencies) / wall, "errors": errors, "n": len(latencies)}
+
+
+def time_sequential(fn, requests: list[dict], n: int, warmup: int = 20) -> dict:
+    for r in requests[:warmup]:
+        fn(r)
+    latencies = []
+    start = time.perf_counter()
+    for k in range(n):
+        t = time.perf_counter()
+        fn(requests[k % len(requests)])
+        latencies.append(time.perf_counter() - t)
+    return summarise(latencies, time.perf_counter() - start, 0)
+
+
+def eager_torch(model_dir: Path, space):
+    import torch
+
+    from features.online import encode_request
+    from pipelines.artifacts import load_model_dir
+
+    torch.set_num_threads(1)
+    model, _, _ = load_model_dir(model_dir)
+
+    def score(request: dict):
+        batch = {k: torch.from_numpy(v) for k, v in encode_request(space, request).items()}
+        with torch.no_grad():
+            return model.probabilities(model(batch))[0].numpy()
+    return score
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(folder: Path, threads: int, log: Path):
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pipelines", "serve", "--model", str(folder), "--port", str(port),
+           "--threads", str(threads), "--log-level", "warning"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int = 50) -> dict:
+    """``n`` requests from ``clients`` threads, each with its own keep-alive connection."""
+    import httpx
+
+    headers = {"content-type": "application/json"}
+    with httpx.Client(base_url=url) as c:
+        for b in bodies[:warmup]:
+            c.post("/v1/score", content=b, headers=headers)
+    counter, lock = iter(range(n)), threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while True:
+                with lock:
+                    k = next(counter, None)
+                if k is None:
+                    return
+                t = time.perf_counter()
+                try:
+                    ok = c.post("/v1/score", content=bodies[k % len(bodies)], headers=headers).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                dt = time.perf_counter() - t
+                with lock:
+                    latencies.append(dt)
+                    errors[0] += not ok
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summarise(latencies, time.perf_counter() - start, errors[0])
+
+
+def print_table(title: str, rows: dict[str, dict], reference: str) -> None:
+    ref = rows[reference]
+    print(f"\n{title}")
+    print(f"{'case':<44} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7} {'p50 vs torch':>13} "
+          f"{'req/s vs torch':>15}")
+    for name, r in rows.items():
+        print(f"{name:<44} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps']:>8.1f} {r['errors']:>7d} "
+              f"{ref['p50'] / r['p50']:>12.2f}x {r['rps'] / ref['rps']:>14.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000, help="HTTP requests per service case")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent loopback clients")
+    parser.add_argument("--candidates", type=int, default=100, help="candidates per request (C)")
+    parser.add_argument("--history", type=int, default=200, help="history entries per request (= the data's L)")
+    parser.add_argument("--arch", default="auto", help="auto (lightsuan if 'sparse' is registered, else suan)")
+    parser.add_argument("--grade", type=int, default=1, help="model grade (seq_len is overridden to --history)")
+    parser.add_argument("--threads", default="1,2", help="ONNX Runtime intra-op threads to compare")
+    parser.add_argument("--in-process", type=int, default=300,
+                        help="sequential requests for the in-process and the 1-client cases")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep data/model/export here (default: temp)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        model_dir, serving, label = build_serving_folder(work, args.arch, args.grade, args.history)
+        print(f"model: {label}; built and exported in {time.perf_counter() - t0:.0f}s")
+
+        from features.online import FeatureSpace
+        from serving.model_store import load_folder
+        from serving.schemas import ScoreRequest
+
+        space = FeatureSpace.load(serving)
+        requests = make_requests(space, 64, args.candidates, args.history)
+        bodies = [ScoreRequest.model_validate(r).model_dump_json().encode() for r in requests]
+        rows = {"eager PyTorch, in-process (1 thread)": time_sequential(eager_torch(model_dir, space), requests,
+                                                                         args.in_process)}
+        ort_model = load_folder(serving, threads=1)
+        rows["ONNX Runtime, in-process (1 thread)"] = time_sequential(ort_model.predict, requests, args.in_process)
+        for threads in (int(t) for t in args.threads.split(",")):
+            with running_server(serving, threads, work / f"server-{threads}.log") as url:
+                rows[f"HTTP service, ORT {threads} thread(s), 1 client"] = http_load(
+                    url, bodies, args.in_process, 1)
+                rows[f"HTTP service, ORT {threads} thread(s), {args.clients} clients"] = http_load(
+                    url, bodies, args.requests, args.clients)
+    print_table(f"1 user x {args.candidates} candidates, {args.history}-behaviour history; "
+                f"{os.cpu_count()} CPU cores shared by clients and server", rows,
+                "eager PyTorch, in-process (1 thread)")
+    errors = sum(r["errors"] for r in rows.values())
+    print(f"\nzero-errors check: {'PASS' if errors == 0 else f'FAIL ({errors} failed requests)'}")
+    sys.exit(1 if errors else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""``suan serve``: load an exported model (folder or MLflow registry URI), then serve it with uvicorn.
+
+The model is loaded and warmed up before the server binds, so a bad ``--model`` fails the command
+at once instead of leaving a server that never becomes ready. Imports stay torch-free: nothing
+here or in ``serving`` pulls torch or Lightning into the serving process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipelines.args import ServeArgs
+from serving.model_store import ModelLoadError, ModelStore
+from serving.server import ServiceConfig, configure_logging, run
+from serving.service import Limits
+from suan.utils.config import ConfigError
+
+# the default store of `suan train` / `suan export`; pipelines.tracking holds the same rule but imports Lightning
+DEFAULT_TRACKING = Path("runs") / "mlflow" / "mlflow.db"
+
+
+def resolve_tracking_uri(uri: str) -> str:
+    """``--mlflow-uri``, else ``$MLFLOW_TRACKING_URI``, else the project's local SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI", "") or f"sqlite:///{DEFAULT_TRACKING.resolve()}"
+
+
+def service_config(args: ServeArgs) -> ServiceConfig:
+    """The serving package's config for these command-line options."""
+    is_registry = args.model.startswith("models:/")
+    return ServiceConfig(
+        model=args.model if is_registry else str(Path(args.model).resolve()),
+        threads=args.threads, device=args.device, watch_seconds=args.watch_seconds,
+        tracking_uri=resolve_tracking_uri(args.mlflow_uri),  # also for a later reload to a models:/ URI
+        limits=Limits(max_candidates=args.max_candidates, max_history=args.max_history,
+                      max_body_bytes=args.max_body_bytes),
+    )
+
+
+def run_serve(args: ServeArgs) -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    configure_logging(args.log_level)
+    cfg = service_config(args)
+    store = ModelStore(cfg.model, threads=cfg.threads, device=cfg.device, tracking_uri=cfg.tracking_uri,
+                       warm_candidates=min(cfg.limits.max_candidates, 100))
+    try:
+        model, _ = store.load()  # with several workers this is a fail-fast check; each worker loads its own
+    except ModelLoadError as exc:
+        raise ConfigError(f"--model: {exc}") from exc
+    print(f"serving {model.version} from {model.source} on http://{args.host}:{args.port} "
+          f"({', '.join(model.providers)}; docs at /docs)", flush=True)
+    if args.workers > 1:
+        store = model = None  # each worker loads its own copy; the supervisor keeps none
+    run(cfg, host=args.host, port=args.port, workers=args.workers, store=store, access_log=args.access_log,
+        log_level=args.log_level)

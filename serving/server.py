@@ -1,0 +1,336 @@
+"""The HTTP service: FastAPI routes, body-size and metrics middleware, error handlers, uvicorn runner.
+
+Routes: ``POST /v1/score``, ``GET /healthz`` (process alive), ``GET /readyz`` (a model is loaded),
+``GET /metrics`` (Prometheus text), ``POST /admin/reload`` (load beside, swap), OpenAPI at
+``/docs``. Bad input always gets a 4xx with a reason: 413 for an oversized body (declared or
+actual bytes), 422 for malformed JSON (NaN/Infinity included) or a schema violation, 400 for field
+names the model does not know and for the count limits. Torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serving.metrics import CONTENT_TYPE, ServiceMetrics
+from serving.model_store import ModelLoadError, ModelStore
+from serving.schemas import (
+    ErrorResponse,
+    ReloadRequest,
+    ReloadResponse,
+    ScoreRequest,
+    ScoreResponse,
+    loads_strict,
+)
+from serving.service import BadRequest, Limits, allowed_fields, score
+from suan.utils.config import Config, require
+
+log = logging.getLogger("suan.serving")
+CONFIG_ENV = "SUAN_SERVE_CONFIG"  # JSON ServiceConfig handed to uvicorn worker processes
+ADMIN_TOKEN_ENV = "SUAN_SERVE_ADMIN_TOKEN"
+MAX_ERRORS = 20
+PATHS = ("/v1/score", "/healthz", "/readyz", "/metrics", "/admin/reload", "/docs", "/openapi.json")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServiceConfig(Config):
+    """What one service process serves and how.
+
+    Args:
+        model: serving folder, ``models:/name/version`` or ``models:/name@alias``.
+        threads: ONNX Runtime intra-op threads per request. Default: 1.
+        device: auto (CUDA when onnxruntime offers it), cpu or cuda. Default: auto.
+        tracking_uri: MLflow tracking URI for ``models:/`` sources. Default: "".
+        watch_seconds: poll a model folder this often and reload when it is replaced (0 = off). Default: 0.
+        limits: request limits. Default: :class:`Limits` defaults.
+    """
+
+    model: str
+    threads: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tracking_uri: str = ""
+    watch_seconds: float = 0.0
+    limits: Limits = Limits()
+
+    def validate(self) -> None:
+        require(bool(self.model), "model must not be empty")
+        require(self.threads >= 1 and self.watch_seconds >= 0, "threads must be >= 1, watch_seconds >= 0")
+
+
+def _json_error(status: int, detail: str) -> tuple[dict, bytes]:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return {"type": "http.response.start", "status": status, "headers": headers}, body
+
+
+class BodyLimitMiddleware:
+    """413 when the declared Content-Length or the bytes actually received exceed ``limit``.
+
+    The body is read here in full (the JSON parser needs all of it anyway) and replayed to the app.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, metrics: ServiceMetrics) -> None:
+        self.app, self.limit, self.metrics = app, limit, metrics
+
+    async def _reject(self, send: Send, size: str) -> None:
+        self.metrics.errors.inc(kind="body_too_large")
+        start, body = _json_error(413, f"request body of {size} bytes exceeds the limit of {self.limit} "
+                                          "bytes (--max-body-bytes)")
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._reject(send, declared.decode())
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._reject(send, f"more than {self.limit}")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by path and status and observes its latency (unknown paths → ``other``)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"] if scope["path"] in PATHS else "other"
+        status, start = 0, time.perf_counter()
+
+        async def observe(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        except Exception:
+            status = status or 500  # the outer error middleware answers 500
+            raise
+        finally:
+            # 499: the client went away before any response (nginx's convention)
+            self.metrics.requests.inc(path=path, status=str(status or 499))
+            self.metrics.latency.observe(time.perf_counter() - start, path=path)
+
+
+class StrictJSONRequest(Request):
+    """A request whose JSON body is parsed without NaN/Infinity (see ``serving.schemas.loads_strict``)."""
+
+    async def json(self):
+        if not hasattr(self, "_json"):
+            self._json = loads_strict(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route(request: Request):
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return route
+
+
+def _validation_detail(exc: RequestValidationError, content_type: str) -> list[dict]:
+    """Location, message and type of each error (inputs are not echoed; at most ``MAX_ERRORS`` listed)."""
+    errors = exc.errors()
+    detail = []
+    for err in errors[:MAX_ERRORS]:
+        msg = err.get("msg", "")
+        if err.get("type") == "json_invalid":
+            msg = f"invalid JSON: {err.get('ctx', {}).get('error', msg)}"
+        elif err.get("type") == "model_attributes_type" and "json" not in content_type:
+            msg += " (send the body as JSON with Content-Type: application/json)"
+        detail.append({"loc": list(err.get("loc", ())), "msg": msg, "type": err.get("type", "")})
+    if len(errors) > MAX_ERRORS:
+        detail.append({"loc": ["body"], "msg": f"{len(errors) - MAX_ERRORS} more errors not listed",
+                       "type": "truncated"})
+    return detail
+
+
+def _install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = _validation_detail(exc, request.headers.get("content-type", ""))
+        metrics.errors.inc(kind="invalid_json" if any(d["type"] == "json_invalid" for d in detail) else "validation")
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        metrics.errors.inc(kind=exc.kind)
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        metrics.errors.inc(kind=f"http_{exc.status_code}")
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.inc(kind="internal")
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+
+ERRORS = {400: {"model": ErrorResponse, "description": "unknown field names, no or too many candidates"},
+          413: {"model": ErrorResponse, "description": "request body too large"},
+          422: {"model": ErrorResponse, "description": "malformed JSON or schema violation"},
+          503: {"model": ErrorResponse, "description": "no model loaded yet"}}
+
+
+def _routes(store: ModelStore, limits: Limits, metrics: ServiceMetrics, admin_token: str) -> APIRouter:
+    router = APIRouter(route_class=StrictJSONRoute)
+
+    def serving():
+        model = store.current
+        if model is None:
+            raise HTTPException(503, f"no model loaded yet{': ' + store.error if store.error else ''}")
+        return model
+
+    @router.post("/v1/score", response_model=ScoreResponse, responses=ERRORS, tags=["scoring"])
+    def score_candidates(body: ScoreRequest) -> ScoreResponse:
+        """Calibrated click probability of every candidate for one user, in candidate order."""
+        model = serving()  # read once: a reload during this request does not affect it
+        response = score(model, body, limits)
+        metrics.candidates.inc(len(response.scores))
+        return response
+
+    @router.get("/healthz", tags=["ops"])
+    def healthz() -> dict:
+        """The process is alive (says nothing about the model)."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["ops"], responses={503: {"model": ErrorResponse}})
+    def readyz() -> JSONResponse:
+        """A model is loaded and warmed up: its version, providers, limits and accepted field names."""
+        model = store.current
+        if model is None:
+            return JSONResponse({"status": "failed" if store.error else "loading", "detail": store.error},
+                                status_code=503)
+        return JSONResponse({"status": "ready", "model_version": model.version, "source": model.source,
+                             "providers": list(model.providers), "max_history_kept": model.space.max_len,
+                             "limits": limits.to_dict(), "fields": allowed_fields(model.space)})
+
+    @router.get("/metrics", tags=["ops"])
+    def prometheus() -> PlainTextResponse:
+        """Prometheus text format: requests, latency histogram, errors by kind, model version."""
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
+
+    @router.post("/admin/reload", response_model=ReloadResponse, responses=ERRORS, tags=["ops"])
+    def reload(body: ReloadRequest | None = None, authorization: str = Header(default="")) -> ReloadResponse:
+        """Load a model (default: the current source again) beside the serving one, then swap atomically."""
+        if admin_token and not hmac.compare_digest(authorization.encode(), f"Bearer {admin_token}".encode()):
+            raise HTTPException(401, f"reload needs 'Authorization: Bearer <token>' (the token in ${ADMIN_TOKEN_ENV})")
+        start = time.perf_counter()
+        try:
+            new, previous = store.load(body.model if body else "")
+        except ModelLoadError as exc:
+            raise BadRequest("reload_failed", f"reload failed, still serving the previous version: {exc}") from exc
+        return ReloadResponse(model_version=new.version, previous_version=previous.version if previous else "",
+                              source=new.source, seconds=time.perf_counter() - start)
+
+    return router
+
+
+def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token: str | None = None) -> FastAPI:
+    """The service app; ``store`` may be pre-loaded (else the model loads in the background at startup).
+
+    Args:
+        cfg: what to serve and the limits.
+        store: a :class:`ModelStore` (loaded or not). Default: a new one for ``cfg.model``.
+        admin_token: bearer token required by ``/admin/reload`` (None = ``$SUAN_SERVE_ADMIN_TOKEN``,
+            "" = no token). Default: None.
+    """
+    if store is None:
+        store = ModelStore(cfg.model, threads=cfg.threads, device=cfg.device, tracking_uri=cfg.tracking_uri,
+                           warm_candidates=min(cfg.limits.max_candidates, 100), metrics=ServiceMetrics())
+    elif store.metrics is None:
+        store.metrics = ServiceMetrics()
+        if store.current is not None:  # loaded before the app existed (suan serve fails fast that way)
+            store.metrics.reloads.inc(result="ok")
+    metrics = store.metrics
+    if store.current is not None:
+        metrics.set_model(store.current.version)
+    token = os.environ.get(ADMIN_TOKEN_ENV, "") if admin_token is None else admin_token
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if store.current is None:
+            store.load_in_background()
+        if cfg.watch_seconds > 0:
+            store.watch(cfg.watch_seconds)
+        yield
+        store.stop()
+
+    app = FastAPI(title="SUAN scoring service", version="1", lifespan=lifespan,
+                  description="Calibrated pCTR for one user and C candidates from an exported SUAN model "
+                              "(ONNX Runtime, no torch at request time).")
+    app.state.store, app.state.metrics = store, metrics
+    _install_error_handlers(app, metrics)
+    app.include_router(_routes(store, cfg.limits, metrics, token))
+    app.add_middleware(BodyLimitMiddleware, limit=cfg.limits.max_body_bytes, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, sees every status
+    return app
+
+
+def configure_logging(level: str = "info") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn worker processes (``--workers N``): the config comes from ``$SUAN_SERVE_CONFIG``."""
+    configure_logging(os.environ.get(CONFIG_ENV + "_LOG_LEVEL", "info"))
+    return create_app(ServiceConfig.from_dict(json.loads(os.environ[CONFIG_ENV])))
+
+
+def run(cfg: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+        store: ModelStore | None = None, access_log: bool = False, log_level: str = "info") -> None:
+    """Serve until interrupted. One worker serves ``store`` (pre-loaded); several re-load the model each."""
+    import uvicorn
+
+    configure_logging(log_level)
+    if workers == 1:
+        uvicorn.run(create_app(cfg, store), host=host, port=port, access_log=access_log, log_level=log_level)
+        return
+    os.environ[CONFIG_ENV] = cfg.to_json()
+    os.environ[CONFIG_ENV + "_LOG_LEVEL"] = log_level
+    uvicorn.run("serving.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=access_log, log_level=log_level)

@@ -1,0 +1,103 @@
+"""Scoring one request: decode (schema) → check against the model's feature map → features → predict → encode.
+
+The checks here are the ones a schema cannot express because they depend on the model being
+served: which field names exist, and the service's size limits. Every failure is a
+:class:`BadRequest` (HTTP 400) whose message names the offending field and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from features.online import FeatureSpace, RequestError
+from features.schema import Role
+from serving.model_store import LoadedModel
+from serving.schemas import ScoreRequest, ScoreResponse
+from suan.utils.config import Config, require
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits(Config):
+    """Request limits of the service.
+
+    Args:
+        max_candidates: most candidates per request. Default: 1000.
+        max_history: most raw history entries per request (more than the model's L is fine and
+            truncated to the most recent; this only rejects absurd sizes). Default: 10000.
+        max_body_bytes: largest request body in bytes. Default: 4 MiB.
+    """
+
+    max_candidates: int = 1000
+    max_history: int = 10_000
+    max_body_bytes: int = 4 * 1024 * 1024
+
+    def validate(self) -> None:
+        require(self.max_candidates >= 1 and self.max_history >= 0, "max_candidates must be >= 1, max_history >= 0")
+        require(self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024")
+
+
+class BadRequest(RequestError):
+    """A well-formed request the model cannot score; ``kind`` labels the error metric."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def allowed_fields(space: FeatureSpace) -> dict[str, list[str]]:
+    """Field names accepted in each part of a request (``GET /readyz`` shows them)."""
+    time_ctx = set(space.time_context)
+    return {
+        "user": [f.name for f in space.fmap.by_role(Role.USER)],
+        "context": [f.name for f in space.fmap.by_role(Role.CONTEXT) if f.name not in time_ctx],
+        "history": sorted(space.history_fields()) + ["ts"],
+        "candidates": list(space.candidate_fields()),
+    }
+
+
+def _check_names(part: str, items: Iterable[tuple[str, Mapping]], allowed: list[str], extra: str = "") -> None:
+    unknown: dict[str, str] = {}  # name -> where it first appeared
+    known = set(allowed)
+    for where, mapping in items:
+        for name in mapping:
+            if name not in known and name not in unknown:
+                unknown[name] = where
+    if unknown:
+        names = sorted(unknown)
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        raise BadRequest("unknown_field", f"unknown {part} field(s) {names[:10]}{more} (first at "
+                                          f"{unknown[names[0]]}); allowed: {allowed}{extra}")
+
+
+def check_request(space: FeatureSpace, req: ScoreRequest, limits: Limits) -> None:
+    """Raise :class:`BadRequest` for unknown field names, no or too many candidates, an absurd history."""
+    n_cand, n_hist = len(req.candidates), len(req.history)
+    if n_cand == 0:
+        raise BadRequest("empty_candidates", "candidates is empty: send at least one candidate to score")
+    if n_cand > limits.max_candidates:
+        raise BadRequest("too_many_candidates", f"{n_cand} candidates exceed the limit of {limits.max_candidates} "
+                                                "per request (--max-candidates): split the request")
+    if n_hist > limits.max_history:
+        raise BadRequest("history_too_long", f"{n_hist} history entries exceed the limit of {limits.max_history} "
+                                             f"(--max-history); the model reads only the {space.max_len} most "
+                                             "recent, send those")
+    allowed = allowed_fields(space)
+    time_ctx = sorted(set(space.time_context))
+    _check_names("user", [("user", req.user)], allowed["user"])
+    _check_names("context", [("context", req.context)], allowed["context"],
+                 f"; {time_ctx} are derived from timestamp" if time_ctx else "")
+    _check_names("history", ((f"history[{k}]", h.__pydantic_extra__ or {}) for k, h in enumerate(req.history)),
+                 allowed["history"])
+    _check_names("candidate", ((f"candidates[{k}]", c) for k, c in enumerate(req.candidates)),
+                 allowed["candidates"])
+    for k, c in enumerate(req.candidates):
+        if not c:
+            raise BadRequest("empty_candidate", f"candidates[{k}] has no fields; give some of {allowed['candidates']}")
+
+
+def score(model: LoadedModel, req: ScoreRequest, limits: Limits) -> ScoreResponse:
+    """Calibrated pCTR of every candidate, in request order, by ``model`` (read once by the caller)."""
+    check_request(model.space, req, limits)
+    scores = model.predict(req.raw())
+    return ScoreResponse(scores=scores.tolist(), model_version=model.version)
