@@ -3,7 +3,9 @@
 Stages: generate the synthetic log and prepare it under the time-split protocol; train SUAN and
 baselines with the same data path and loop and compare them with the oracle (Bayes) AUC; a mini
 scaling sweep (grades x data fractions) with its power-law fit and plot; online distillation of a
-SUAN teacher into a small LightSUAN. Every run is tracked in an MLflow store under the demo folder.
+SUAN teacher into a small LightSUAN; ONNX export of the student (parity-gated, registered in the
+MLflow model registry), then the real scoring service on 127.0.0.1 scores a sample request and stops.
+Every run is tracked in an MLflow store under the demo folder.
 """
 
 from __future__ import annotations
@@ -19,26 +21,43 @@ from pipelines.args import DemoArgs
 
 def run_demo(args: DemoArgs) -> dict:
     out = Path(args.out)
-    print(f"[1/5] generating synthetic events → {out / 'synthetic'}")
+    print(f"[1/6] generating synthetic events → {out / 'synthetic'}")
     summary = generate(SynthConfig(users=args.users, events_per_user=args.events_per_user, seed=args.seed),
                        out / "synthetic")
     print(f"      {summary['events']:,} events, {summary['users']:,} users, click rate {summary['click_rate']:.3f}")
-    print(f"[2/5] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
+    print(f"[2/6] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
     proto = PROTOCOLS["time-split"].replace(max_seq_len=args.max_seq_len)
     stats = prepare(load_synthetic(out / "synthetic"), proto, out / "data")
     print(describe(out / "data"))
     _show_batch(out / "data")
-    print(f"[3/5] training {', '.join(args.models)} at grade {args.grade} for {args.epochs} epoch(s)")
+    print(f"[3/6] training {', '.join(args.models)} at grade {args.grade} for {args.epochs} epoch(s)")
     results = _train_all(args, out)
     print(_comparison(results, stats["splits"]["test"].get("oracle_auc")))
     outcome = {"data": stats, "models": results}
     if args.sweep_grades:
-        print(f"[4/5] mini scaling sweep: grades {list(args.sweep_grades)} x fractions {list(args.sweep_fractions)}")
+        print(f"[4/6] mini scaling sweep: grades {list(args.sweep_grades)} x fractions {list(args.sweep_fractions)}")
         outcome["scaling"] = _mini_sweep(args, out)
     if args.distill:
-        print("[5/5] online distillation: SUAN teacher → LightSUAN student")
+        print("[5/6] online distillation: SUAN teacher → LightSUAN student")
         outcome["distill"] = _distill(args, out)
+        print("[6/6] export the student to ONNX, register it, serve it on 127.0.0.1 and score a request")
+        outcome["serving"] = _export_and_serve(out)
     return outcome
+
+
+def _export_and_serve(out: Path) -> dict:
+    from pipelines.args import ExportArgs
+    from pipelines.export import run_export
+    from pipelines.serve_client import sample_request, serve_and_score
+
+    export = run_export(ExportArgs(run=str(out / "distill"), out=str(out / "serving"), register="suan-demo",
+                                   alias="champion", mlflow_uri=_mlflow_uri(out)))
+    request = sample_request(out / "synthetic", n_history=20, n_candidates=5)
+    scores = serve_and_score(export["model_uri"], request, mlflow_uri=_mlflow_uri(out))
+    for cand, score in zip(request["candidates"], scores["scores"], strict=True):
+        print(f"      item {cand['item_id']:>5} (category {cand['cate_id']:>2}): pCTR {score:.4f}")
+    print(f"      served {scores['model_version']}; service stopped")
+    return {"export": export, "response": scores}
 
 
 def _mlflow_uri(out: Path) -> str:

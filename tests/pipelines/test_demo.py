@@ -22,3 +22,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert (tmp_path / "demo" / "sweep" / "report.md").exists() and len(result["scaling"]["points"]) == 8
     assert {"test_auc", "test_teacher_auc"} <= set(result["distill"])
     assert (tmp_path / "demo" / "distill" / "model" / "model_config.json").read_text().count("lightsuan") == 1
+    served = result["serving"]
+    assert served["export"]["model_uri"] == "models:/suan-demo/1" and served["response"]["model_version"]
+    scores = served["response"]["scores"]
+    assert len(scores) == 5 and all(0.0 < s < 1.0 for s in scores)
