@@ -32,7 +32,7 @@ class DemoArgs(Config):
         grade: grade of every model. Default: 1.
         epochs: training epochs per model. Default: 2.
         sweep_grades: grades of the mini scaling sweep (empty = skip it). Default: 0,1,2,3.
-        sweep_fractions: data fractions of the mini sweep. Default: 0.3,1.0.
+        sweep_fractions: data fractions of the mini sweep (small, to keep the demo short). Default: 0.1,0.3.
         distill: run the distillation stage. Default: True.
     """
 
@@ -45,7 +45,7 @@ class DemoArgs(Config):
     grade: int = 1
     epochs: int = 2
     sweep_grades: tuple[int, ...] = (0, 1, 2, 3)
-    sweep_fractions: tuple[float, ...] = (0.3, 1.0)
+    sweep_fractions: tuple[float, ...] = (0.1, 0.3)
     distill: bool = True
 
     def validate(self) -> None:
