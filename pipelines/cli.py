@@ -15,6 +15,7 @@ from pipelines.args import (
     PrepareArgs,
     ScaleFitArgs,
     ScaleReportArgs,
+    ServeArgs,
     SweepArgs,
     SynthArgs,
     TrainArgs,
@@ -28,6 +29,7 @@ COMMANDS = {
     "eval": Command(EvalArgs, "pipelines.evaluate:run_eval", "evaluate a trained run on valid or test"),
     "distill": Command(DistillArgs, "pipelines.distill:run_distill", "distil a SUAN teacher into a LightSUAN student"),
     "export": Command(ExportArgs, "pipelines.export:run_export", "export a run's model to ONNX behind a parity gate"),
+    "serve": Command(ServeArgs, "pipelines.serve:run_serve", "serve an exported model over HTTP (ONNX Runtime)"),
     "compare": Command(CompareArgs, "pipelines.compare:run_compare", "train several models x seeds, tabulate mean ± sd"),
     "scale": {
         "__help__": "scaling-law tooling: graded sweeps, power-law fits, reports",
