@@ -70,7 +70,8 @@ def plot_axis_fit(
             label=f"fit: α={coef['alpha']:.3f} [{ci['alpha'][0]:.3f}, {ci['alpha'][1]:.3f}], {floor}, "
                   f"R²={fit.r2:.3f}")
     ax.plot(grid[~inside], fit.predict(grid[~inside]), color="tab:blue", lw=2, ls="--", label="extrapolation")
-    if color_by is None:
+    if color_by is None or len(np.unique(np.asarray(color_by, dtype=np.float64))) < 2:
+        # one colour value carries no information: no colour bar
         ax.scatter(x, y, color="black", s=36, zorder=3, label="measured")
     else:
         c = np.asarray(color_by, dtype=np.float64)
@@ -79,12 +80,21 @@ def plot_axis_fit(
                         zorder=3, label="measured")
         fig.colorbar(sc, ax=ax, label=color_label)
     ax.set_xscale("log")
+    ax.set_ylim(*_y_limits(y, fit.predict(grid)))
     ax.set_xlabel(x_label or fit.axes[0])
     ax.set_ylabel(_METRIC_LABEL[fit.metric])
     ax.set_title(title or f"{_METRIC_NAME[fit.metric]} vs {fit.axes[0]}: {fit.form}", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
+
+
+def _y_limits(points: np.ndarray, curve: np.ndarray) -> tuple[float, float]:
+    """Limits around the points and the fitted curve: a wild bootstrap resample must not flatten the plot."""
+    values = np.concatenate([points, curve[np.isfinite(curve)]])
+    lo, hi = float(values.min()), float(values.max())
+    pad = max(hi - lo, 1e-3 * max(abs(hi), 1e-12)) * 0.25
+    return lo - pad, hi + pad
 
 
 def plot_joint_contours(
