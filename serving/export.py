@@ -9,6 +9,7 @@ tolerance is written to the output folder (atomically) and registered.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -77,6 +78,8 @@ def export_onnx(model: CTRModel, fmap: FeatureMap, path: Path) -> None:
     args = tuple(torch.from_numpy(example[n]) for n in graph.names)
     dims = {"B": torch.export.Dim("B", min=1), "L": torch.export.Dim("L", min=1), "C": torch.export.Dim("C", min=1)}
     dynamic = tuple({k: dims[d] for k, d in enumerate(gi.shape) if d in dims} for gi in graph_inputs(fmap))
+    # the exporter logs a warning per missing torchvision op: noise for a model that uses none
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(graph, args, dynamo=True, dynamic_shapes=(dynamic,), input_names=graph.names,

@@ -34,6 +34,7 @@ def register(serving_dir: str | Path, name: str, tracking_uri: str, alias: str =
     import onnx
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per extra file otherwise
     serving_dir = Path(serving_dir)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("serving")
