@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from features.schema import OOV_ID, FeatureMap, Role
-from features.transforms import MISSING, TIME_CONTEXT, dense_features, time_context_values
-from features.vocab import Vocab
+from features.transforms import TIME_CONTEXT, dense_features, time_context_values
+from features.vocab import MISSING, Vocab
 
 
 class RequestError(ValueError):

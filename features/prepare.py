@@ -26,13 +26,12 @@ from features.sequences import gather_ranges, history_windows
 from features.stats import split_stats
 from features.transforms import (
     DENSE_FIELDS,
-    MISSING,
     TIME_CONTEXT,
     dense_features,
     time_context_exprs,
     time_context_names,
 )
-from features.vocab import Vocab, encode_by_uniques, fit_weighted
+from features.vocab import MISSING, Vocab, encode_by_uniques, fit_weighted
 from suan.utils.provenance import provenance
 
 ITEM_VOCAB = "item_id"

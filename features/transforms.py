@@ -9,9 +9,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from features.schema import OOV_ID
-from features.vocab import MISSING, Vocab
-
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
 
@@ -43,19 +40,6 @@ def time_context_names(ts: pl.Series) -> tuple[str, ...]:
     return ("weekday",) if day_resolution else ("hour", "weekday")
 
 
-def encode_columns(df: pl.DataFrame, vocabs: dict[str, Vocab], columns: dict[str, str]) -> pl.DataFrame:
-    """Replace raw columns by their ids.
-
-    Args:
-        df: frame with raw values (nulls mean "missing" and map to OOV).
-        vocabs: vocabulary name → :class:`Vocab`.
-        columns: column → vocabulary name.
-    """
-    return df.with_columns(
-        vocabs[v].encode_expr(pl.col(c).cast(pl.String).fill_null(MISSING)).alias(c) for c, v in columns.items()
-    )
-
-
 def dense_features(hist_len: np.ndarray, target_ts: np.ndarray, last_hist_ts: np.ndarray) -> dict[str, np.ndarray]:
     """Dense features of a sample, computed from its history only.
 
@@ -75,8 +59,3 @@ def dense_features(hist_len: np.ndarray, target_ts: np.ndarray, last_hist_ts: np
 
 
 DENSE_FIELDS = ("hist_len_log1p", "gap_hours_log1p")
-
-
-def oov_rate(ids: np.ndarray) -> float:
-    """Share of ids that are OOV."""
-    return float((ids == OOV_ID).mean()) if len(ids) else 0.0

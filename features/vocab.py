@@ -86,7 +86,7 @@ def fit_weighted(name: str, keys: pl.Series, weights: np.ndarray, min_count: int
 def encode_by_uniques(values: pl.Series, vocab: Vocab) -> np.ndarray:
     """Ids of a long column, encoding each distinct value once (same ids as :meth:`Vocab.encode`)."""
     codes, uniques = _factorize(values)
-    # missing raw values become OOV, exactly as the online path (transforms.encode_columns) does
+    # missing raw values become OOV, exactly as the online path (online.FeatureSpace.encode) does
     return vocab.encode(uniques.cast(pl.String).fill_null(MISSING)).to_numpy()[codes]
 
 

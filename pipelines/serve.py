@@ -11,18 +11,11 @@ import os
 from pathlib import Path
 
 from pipelines.args import ServeArgs
+from pipelines.tracking import tracking_uri
 from serving.model_store import ModelLoadError, ModelStore
 from serving.server import ServiceConfig, configure_logging, run
 from serving.service import Limits
 from suan.utils.config import ConfigError
-
-# the default store of `suan train` / `suan export`; pipelines.tracking holds the same rule but imports Lightning
-DEFAULT_TRACKING = Path("runs") / "mlflow" / "mlflow.db"
-
-
-def resolve_tracking_uri(uri: str) -> str:
-    """``--mlflow-uri``, else ``$MLFLOW_TRACKING_URI``, else the project's local SQLite store."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI", "") or f"sqlite:///{DEFAULT_TRACKING.resolve()}"
 
 
 def service_config(args: ServeArgs) -> ServiceConfig:
@@ -31,7 +24,7 @@ def service_config(args: ServeArgs) -> ServiceConfig:
     return ServiceConfig(
         model=args.model if is_registry else str(Path(args.model).resolve()),
         threads=args.threads, device=args.device, watch_seconds=args.watch_seconds,
-        tracking_uri=resolve_tracking_uri(args.mlflow_uri),  # also for a later reload to a models:/ URI
+        tracking_uri=tracking_uri(args.mlflow_uri)[0],  # also for a later reload to a models:/ URI
         limits=Limits(max_candidates=args.max_candidates, max_history=args.max_history,
                       max_body_bytes=args.max_body_bytes),
     )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lightning.pytorch.loggers import MLFlowLogger
-
 DEFAULT_STORE = Path("runs") / "mlflow"
 
 
@@ -28,8 +26,11 @@ def tracking_uri(uri: str) -> tuple[str, str | None]:
     return f"sqlite:///{store / 'mlflow.db'}", (store / "artifacts").as_uri()
 
 
-def make_logger(uri: str, experiment: str, run_name: str, run_dir: Path) -> MLFlowLogger:
+def make_logger(uri: str, experiment: str, run_name: str, run_dir: Path):
     """An MLflow logger that continues the run recorded in ``run_dir`` (on resume) or starts one."""
+    # imported here so that tracking_uri stays usable by the torch-free serving process
+    from lightning.pytorch.loggers import MLFlowLogger
+
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     tracking, artifacts = tracking_uri(uri)
     id_file = run_dir / "mlflow_run_id"
