@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from pipelines.args import EvalArgs, TrainArgs
@@ -87,7 +88,9 @@ def test_refuses_to_overwrite_a_run_without_resume(trained, tiny_synthetic):
 def _clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK", "RANK", "WORLD_SIZE",
                                                                     "NODE_RANK", "PL_", "GROUP_RANK"))}
-    return {**env, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+    # same intra-op thread count as this process: runs compared bit for bit must reduce in the same order
+    threads = str(torch.get_num_threads())
+    return {**env, "OMP_NUM_THREADS": threads, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
 
 
 def _train_cmd(args: TrainArgs) -> list[str]:
