@@ -157,6 +157,8 @@ class TrainArgs(Config):
         patience: early-stopping patience in epochs on valid AUC. Default: 2.
         seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
         data_fraction: nested deterministic share of the training rows (scaling sweeps). Default: 1.0.
+        eval_fraction: nested deterministic share of the valid/test rows evaluated (cheaper sweeps on
+            large data; the same rows for every run). Default: 1.0.
         dropout: Default: 0.0.
         backend: attention backend (auto, naive, torch, triton). Default: auto.
         local_window: LightSUAN local window k. Default: 8.
@@ -191,6 +193,7 @@ class TrainArgs(Config):
     patience: int = 2
     seq_len: int = 0
     data_fraction: float = 1.0
+    eval_fraction: float = 1.0
     dropout: float = 0.0
     backend: str = "auto"
     local_window: int = 8
@@ -212,6 +215,7 @@ class TrainArgs(Config):
         require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
         require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
         require(0 < self.data_fraction <= 1, "data_fraction must be in (0, 1]")
+        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -365,6 +369,7 @@ class SweepArgs(Config):
         batch_size: Default: 256.
         lr: Default: 3e-3.
         patience: Default: 1.
+        eval_fraction: nested share of the valid/test rows evaluated at every point. Default: 1.0.
         mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
     """
 
@@ -378,9 +383,11 @@ class SweepArgs(Config):
     batch_size: int = 256
     lr: float = 3e-3
     patience: int = 1
+    eval_fraction: float = 1.0
     mlflow_uri: str = ""
 
     def validate(self) -> None:
+        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
         require(all(g in GRADES for g in self.grades), f"grades must be among {sorted(GRADES)}")
         require(all(0 < f <= 1 for f in self.data_fractions), "data fractions must be in (0, 1]")
         require(bool(self.grades) and bool(self.data_fractions) and bool(self.seeds), "empty grid")

@@ -137,15 +137,17 @@ class ShardDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes. Default: 0.
         seed: shuffle seed. Default: 0.
         train_fraction: nested deterministic share of the training rows used (scaling sweeps). Default: 1.
+        eval_fraction: nested deterministic share of the valid/test rows evaluated; the same rows for
+            every run on this folder, so sweep points stay comparable while evaluation gets cheaper. Default: 1.
     """
 
     def __init__(self, data_dir: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0,
-                 train_fraction: float = 1.0) -> None:
+                 train_fraction: float = 1.0, eval_fraction: float = 1.0) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.fmap = FeatureMap.load(self.data_dir / "feature_map.json")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.train_fraction = train_fraction
+        self.train_fraction, self.eval_fraction = train_fraction, eval_fraction
 
     def stream(self, split: str, shuffle: bool = False) -> ShardStream:
         """Training streams are split across DDP ranks; evaluation streams are not (every rank
@@ -154,7 +156,7 @@ class ShardDataModule(L.LightningDataModule):
         split_ranks = shuffle and self._has_trainer()
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if split_ranks else (0, 1)
         return ShardStream(files, self.fmap, self.batch_size, shuffle=shuffle, seed=self.seed,
-                           rank=rank, world_size=world, fraction=self.train_fraction if split == "train" else 1.0)
+                           rank=rank, world_size=world, fraction=self.train_fraction if split == "train" else self.eval_fraction)
 
     def _has_trainer(self) -> bool:
         return getattr(self, "trainer", None) is not None

@@ -77,4 +77,15 @@ def test_train_fraction_is_nested_deterministic_and_counted_exactly(tiny_synthet
     assert rows[0.1] < rows[0.3] < rows[1.0]
     assert abs(len(rows[0.3]) / total - 0.3) < 0.03 and abs(len(rows[0.1]) / total - 0.1) < 0.02
     valid = ShardDataModule(data, batch_size=128, train_fraction=0.1).stream("valid")
-    assert valid.num_rows == pl.read_parquet(data / "valid").height  # evaluation is never subsampled
+    assert valid.num_rows == pl.read_parquet(data / "valid").height  # train_fraction never touches evaluation
+
+
+def test_eval_fraction_subsamples_valid_and_test_the_same_way_for_every_train_fraction(tiny_synthetic):
+    data = tiny_synthetic / "data"
+    full = pl.read_parquet(data / "test").height
+    picked = [set(_rows(list(ShardDataModule(data, batch_size=64, train_fraction=f, eval_fraction=0.25)
+                              .stream("test")))) for f in (0.1, 1.0)]
+    assert picked[0] == picked[1]  # comparable across sweep points
+    assert abs(len(picked[0]) / full - 0.25) < 0.05
+    train = ShardDataModule(data, batch_size=64, eval_fraction=0.25).stream("train", shuffle=True)
+    assert train.num_rows == pl.read_parquet(data / "train").height
