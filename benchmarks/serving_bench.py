@@ -129,13 +129,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, threads: int, log: Path):
+def running_server(folder: Path, threads: int, log: Path, workers: int = 1):
     import httpx
 
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "pipelines", "serve", "--model", str(folder), "--port", str(port),
-           "--threads", str(threads), "--log-level", "warning"]
+           "--threads", str(threads), "--workers", str(workers), "--log-level", "warning"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -211,6 +211,8 @@ def main() -> None:
     parser.add_argument("--arch", default="auto", help="auto (lightsuan if 'sparse' is registered, else suan)")
     parser.add_argument("--grade", type=int, default=1, help="model grade (seq_len is overridden to --history)")
     parser.add_argument("--threads", default="1,2", help="ONNX Runtime intra-op threads to compare")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also measure this many server processes (1 ORT thread each) under load; 1 = skip")
     parser.add_argument("--in-process", type=int, default=300,
                         help="sequential requests for the in-process and the 1-client cases")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data/model/export here (default: temp)")
@@ -239,6 +241,10 @@ def main() -> None:
                 rows[f"HTTP service, ORT {threads} thread(s), 1 client"] = http_load(
                     url, bodies, args.in_process, 1)
                 rows[f"HTTP service, ORT {threads} thread(s), {args.clients} clients"] = http_load(
+                    url, bodies, args.requests, args.clients)
+        if args.workers > 1:
+            with running_server(serving, 1, work / "server-workers.log", workers=args.workers) as url:
+                rows[f"HTTP service, {args.workers} workers x 1 thread, {args.clients} clients"] = http_load(
                     url, bodies, args.requests, args.clients)
     print_table(f"1 user x {args.candidates} candidates, {args.history}-behaviour history; "
                 f"{os.cpu_count()} CPU cores shared by clients and server", rows,

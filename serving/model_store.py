@@ -47,13 +47,18 @@ def execution_providers(device: Device = "auto") -> list[str]:
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
-    """``threads`` intra-op threads (one request's graph), one inter-op thread, all graph optimisations."""
+    """``threads`` intra-op threads (one request's graph), one inter-op thread, all graph optimisations.
+
+    Idle intra-op threads block instead of spinning: on a small machine shared with the HTTP workers,
+    spinning threads burn the cores the next request needs.
+    """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from suan.ops.common.masks import default_scale, log_time_bucket, positions, valid_tokens
+from suan.ops.common.masks import default_scale, log_time_bucket, lookup, positions, valid_tokens
 
 # gathered elements ([B, H, chunk, K, D]) per query chunk in eager mode: a few MB are served again and again
 # from the allocator's heap, while one whole-sequence gather spends most of its time faulting in fresh pages
@@ -84,7 +84,7 @@ def _attend(q: Tensor, key: Tensor, valid: Tensor, t_query: Tensor, k_rows: Tens
         batch_row = (torch.arange(B, device=q.device) * seq_len).view(B, 1, 1)  # [B, 1, 1]
         t_key = t_rows.index_select(0, (key + batch_row).reshape(-1)).view(B, n, K)
         bucket = log_time_bucket(t_query.unsqueeze(-1) - t_key)  # [B, n, K]
-        scores = scores + time_bias[bucket].float().unsqueeze(1)
+        scores = scores + lookup(time_bias, bucket).float().unsqueeze(1)
     # slot 0 (self) is always valid, so no row is all -inf
     probs = torch.softmax(scores.masked_fill(~valid.unsqueeze(1), float("-inf")), dim=-1).to(v_g.dtype)
     return torch.matmul(probs.unsqueeze(-2), v_g).squeeze(-2)  # [B, H, n, D]
@@ -99,7 +99,7 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_ta
     offsets = sparse_offsets(L, local_window, dilation, q.device)  # [K]
     key, valid = _key_index(lengths, num_targets, offsets, L, max_attn_len)  # [B, L, K]
     # the position gap of slot d is d itself, for history queries and candidates alike
-    slot_bias = None if pos_bias is None else pos_bias[offsets.clamp(max=pos_bias.shape[0] - 1)].float()  # [K]
+    slot_bias = None if pos_bias is None else lookup(pos_bias, offsets.clamp(max=pos_bias.shape[0] - 1)).float()
     k_rows, v_rows = k.reshape(B * H * L, D), v.reshape(B * H * L, D)
     t_rows = timestamps.reshape(-1)  # [B·L]
     shared = dict(k_rows=k_rows, v_rows=v_rows, t_rows=t_rows, slot_bias=slot_bias, time_bias=time_bias, seq_len=L)
