@@ -172,6 +172,10 @@ class TrainArgs(Config):
         num_nodes: nodes (multi-node DDP under torchrun or SLURM). Default: 1.
         strategy: auto or ddp. Default: auto.
         negative_sampling_rate: share of negatives kept when the data sampled them, for calibration. Default: 1.0.
+        position: attention position encoding: relative (learned bias), rope or none. Default: relative.
+        head: last (last layer's candidate output) or histograph (attention over all layers' outputs). Default: last.
+        layer_router: per layer, route each sample to full or sparse attention (suan, lightsuan). Default: False.
+        ablate: deconstruction ablations kind:i,j[;kind:k], kind fixed | seqfree | stale_qk. Default: "".
         log_every_n_steps: Default: 20.
         progress: progress bar. Default: True.
     """
@@ -207,6 +211,10 @@ class TrainArgs(Config):
     num_nodes: int = 1
     strategy: str = "auto"
     negative_sampling_rate: float = 1.0
+    position: Literal["relative", "rope", "none"] = "relative"
+    head: Literal["last", "histograph"] = "last"
+    layer_router: bool = False
+    ablate: str = ""
     log_every_n_steps: int = 20
     progress: bool = True
 
@@ -233,6 +241,42 @@ class EvalArgs(Config):
     split: Literal["valid", "test"] = "test"
     data: str = ""
     batch_size: int = 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnalyzeArgs(Config):
+    """Record a trained run's attention: sinks, position bias, target attention → diagnostics.json, plots, report.md.
+
+    Args:
+        run: run folder of ``suan train`` (its ``model/`` is analysed).
+        out: output folder (diagnostics.json, plots/, report.md).
+        data: prepared folder (default: the one the run was trained on). Default: "".
+        split: rows analysed from valid or test. Default: test.
+        max_rows: rows whose attention is recorded. Default: 2000.
+        users: sample users whose candidate attention is plotted. Default: 4.
+        batch_size: Default: 256.
+        tau: sink threshold in multiples of the uniform share. Default: 5.0.
+        anchors: the first positions counted as anchors (primary sinks). Default: 1.
+        calibrate: also evaluate valid/test AUC with training-free sink calibration. Default: False.
+        sink_beta: calibration factor on sink attention (with --calibrate). Default: 0.5.
+    """
+
+    run: str
+    out: str
+    data: str = ""
+    split: Literal["valid", "test"] = "test"
+    max_rows: int = 2000
+    users: int = 4
+    batch_size: int = 256
+    tau: float = 5.0
+    anchors: int = 1
+    calibrate: bool = False
+    sink_beta: float = 0.5
+
+    def validate(self) -> None:
+        require(self.max_rows >= 1 and self.users >= 0 and self.batch_size >= 1, "bad max_rows/users/batch_size")
+        require(self.tau > 0 and self.anchors >= 0, "tau must be > 0 and anchors >= 0")
+        require(0 <= self.sink_beta < 1, "sink_beta must be in [0, 1)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

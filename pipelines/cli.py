@@ -6,6 +6,7 @@ import sys
 
 from features.errors import DataError
 from pipelines.args import (
+    AnalyzeArgs,
     CompareArgs,
     DemoArgs,
     DescribeArgs,
@@ -30,6 +31,8 @@ COMMANDS = {
     "distill": Command(DistillArgs, "pipelines.distill:run_distill", "distil a SUAN teacher into a LightSUAN student"),
     "export": Command(ExportArgs, "pipelines.export:run_export", "export a run's model to ONNX behind a parity gate"),
     "serve": Command(ServeArgs, "pipelines.serve:run_serve", "serve an exported model over HTTP (ONNX Runtime)"),
+    "analyze": Command(AnalyzeArgs, "pipelines.analyze:run_analyze",
+                       "record a run's attention: sinks, position bias, target attention, calibration"),
     "compare": Command(CompareArgs, "pipelines.compare:run_compare", "train several models x seeds, tabulate mean ± sd"),
     "scale": {
         "__help__": "scaling-law tooling: graded sweeps, power-law fits, reports",

@@ -1,7 +1,8 @@
 """``suan demo``: the main job end to end on the embedded synthetic default.
 
 Stages: generate the synthetic log and prepare it under the time-split protocol; train SUAN and
-baselines with the same data path and loop and compare them with the oracle (Bayes) AUC; a mini
+baselines with the same data path and loop and compare them with the oracle (Bayes) AUC; an attention
+analysis of the trained SUAN (sinks, position bias, candidate attention: ``suan analyze``); a mini
 scaling sweep (grades x data fractions) with its power-law fit and plot; online distillation of a
 SUAN teacher into a small LightSUAN; ONNX export of the student (parity-gated, registered in the
 MLflow model registry), then the real scoring service on 127.0.0.1 scores a sample request and stops.
@@ -34,6 +35,8 @@ def run_demo(args: DemoArgs) -> dict:
     results = _train_all(args, out)
     print(_comparison(results, stats["splits"]["test"].get("oracle_auc")))
     outcome = {"data": stats, "models": results}
+    if "suan" in results:
+        outcome["attention"] = _analyze(out)
     if args.sweep_grades:
         print(f"[4/6] mini scaling sweep: grades {list(args.sweep_grades)} x fractions {list(args.sweep_fractions)}")
         outcome["scaling"] = _mini_sweep(args, out)
@@ -58,6 +61,18 @@ def _export_and_serve(out: Path) -> dict:
         print(f"      item {cand['item_id']:>5} (category {cand['cate_id']:>2}): pCTR {score:.4f}")
     print(f"      served {scores['model_version']}; service stopped")
     return {"export": export, "response": scores}
+
+
+def _analyze(out: Path) -> dict:
+    from pipelines.analyze import run_analyze
+    from pipelines.args import AnalyzeArgs
+
+    diag = run_analyze(AnalyzeArgs(run=str(out / "runs" / "suan"), out=str(out / "runs" / "suan" / "analysis"),
+                                   max_rows=256, users=3))
+    primary, secondary = (diag["sinks"][k]["per_row"] for k in ("primary", "secondary"))
+    print(f"      SUAN attention: {primary:.2f} primary and {secondary:.2f} secondary sinks per row; plots of the mass "
+          "per position, position bias, sink share and candidate attention are in the report")
+    return diag
 
 
 def _mlflow_uri(out: Path) -> str:

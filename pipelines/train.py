@@ -33,7 +33,8 @@ def model_config(args: TrainArgs, data_len: int) -> ModelConfig:
     seq_len = args.seq_len or min(GRADES[args.grade].seq_len, data_len)
     return ModelConfig.from_grade(args.model, args.grade, seq_len=seq_len, dropout=args.dropout,
                                   backend=args.backend, negative_sampling_rate=args.negative_sampling_rate,
-                                  local_window=args.local_window, dilation=args.dilation)
+                                  local_window=args.local_window, dilation=args.dilation, position=args.position,
+                                  head=args.head, layer_router=args.layer_router, ablate=args.ablate)
 
 
 def optim_config(args: TrainArgs) -> OptimConfig:

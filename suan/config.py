@@ -14,6 +14,11 @@ from suan.utils.config import Config, require
 
 ARCHS = ("suan", "lightsuan", "dnn", "din", "bst", "hstu")
 DEFAULT_MIXER = {"suan": "softmax_rel", "lightsuan": "sparse", "bst": "softmax", "hstu": "hstu", "dnn": "", "din": ""}
+# mixers that honour position, ablate and sink calibration (softmax over explicit or SDPA scores)
+SOFTMAX_MIXERS = ("softmax_rel", "softmax", "softmax_rope", "sparse")
+POSITIONS = ("relative", "rope", "none")
+HEADS = ("last", "histograph")
+ABLATIONS = ("fixed", "seqfree", "stale_qk")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -61,6 +66,17 @@ class ModelConfig(Config):
         dropout: dropout on block outputs. Default: 0.0.
         negative_sampling_rate: share of true negatives kept when the data was made by sampling
             negatives; scores are calibrated for it (1.0 = no sampling). Default: 1.0.
+        position: ``relative`` (learned Toeplitz bias) | ``rope`` (rotary q/k) | ``none``. Default: relative.
+        head: ``last`` (the last layer's candidate output) | ``histograph`` (attention over the candidate's
+            outputs of every layer, then over the tokens). Default: last.
+        layer_router: per layer, a router picks full softmax or LightSUAN sparse attention per sample
+            (suan/lightsuan only). Default: False.
+        ablate: deconstruction ablations, ``kind:i,j[;kind:k]`` with kind ``fixed`` | ``seqfree`` |
+            ``stale_qk`` applied to the listed layers ("" = none). Default: "".
+        sink_beta: inference-time sink calibration: attention to sink keys is scaled by beta and the
+            removed mass moved to the other keys (1.0 = off). Default: 1.0.
+        sink_tau: a history key is a sink when its mean attention from history queries is >= tau / n.
+            Default: 5.0.
     """
 
     arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
@@ -79,6 +95,12 @@ class ModelConfig(Config):
     backend: str = "auto"
     dropout: float = 0.0
     negative_sampling_rate: float = 1.0
+    position: Literal["relative", "rope", "none"] = "relative"
+    head: Literal["last", "histograph"] = "last"
+    layer_router: bool = False
+    ablate: str = ""
+    sink_beta: float = 1.0
+    sink_tau: float = 5.0
 
     def validate(self) -> None:
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
@@ -88,6 +110,22 @@ class ModelConfig(Config):
         require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
         require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")
+        self._validate_options()
+
+    def _validate_options(self) -> None:
+        require(self.position in POSITIONS, f"position must be one of {POSITIONS}")
+        require(self.head in HEADS, f"head must be one of {HEADS}")
+        require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
+        ablations = parse_ablate(self.ablate, self.num_layers)
+        sequence = self.arch not in ("dnn", "din")
+        require(sequence or (self.head == "last" and not self.layer_router and not ablations),
+                "head, layer_router and ablate need a sequence arch (suan, lightsuan, bst, hstu)")
+        softmax = self.mixer_name in SOFTMAX_MIXERS
+        require(softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
+                f"position, ablate and sink_beta need a softmax mixer {SOFTMAX_MIXERS}")
+        require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
+        require(not (self.layer_router and ablations), "layer_router and ablate do not combine")
+        require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
 
     @classmethod
     def from_grade(cls, arch: str, grade: int, **overrides) -> ModelConfig:
@@ -102,3 +140,25 @@ class ModelConfig(Config):
     @property
     def mixer_name(self) -> str:
         return self.mixer or DEFAULT_MIXER[self.arch]
+
+
+def parse_ablate(text: str, num_layers: int) -> dict[int, str]:
+    """``"fixed:0,1;stale_qk:2"`` → ``{0: "fixed", 1: "fixed", 2: "stale_qk"}`` (validated).
+
+    Args:
+        text: ``kind:i,j`` groups joined by ``;``; "" = no ablation.
+        num_layers: the model's layers (indices must be below it).
+
+    Returns:
+        layer index → ablation kind.
+    """
+    out: dict[int, str] = {}
+    for group in filter(None, (g.strip() for g in text.split(";"))):
+        kind, _, layers = group.partition(":")
+        require(kind.strip() in ABLATIONS, f"ablate kind {kind.strip()!r} must be one of {ABLATIONS}")
+        for item in layers.split(","):
+            require(item.strip().isdigit(), f"ablate {group!r}: layer indices must be integers")
+            i = int(item)
+            require(i < num_layers and i not in out, f"ablate {group!r}: layer {i} is out of range or repeated")
+            out[i] = kind.strip()
+    return out

@@ -6,8 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Triton reads TRITON_INTERPRET when ``triton.language`` is first imported (its own @jit helpers such as
+# ``tl.min`` are decorated then), and ONNX export or torch.export in other tests can import it early: so
+# the interpreter is chosen here, before any test module, on machines without CUDA.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SUAN_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -9,7 +9,13 @@ from torch import Tensor, nn
 
 from suan.mixers.base import MixerConfig
 from suan.mixers.registry import build_mixer
+from suan.models.layer_router import RoutedAttention
 from suan.modules.layers import SwiGLU
+
+
+def stale_source(stale_qk: bool, norm: nn.Module, ctx: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``{"qk_source": norm(first layer's input)}`` for the ``stale_qk`` ablation, else ``{}``."""
+    return {"qk_source": norm(ctx["first"])} if stale_qk else {}
 
 
 class CrossAttention(nn.Module):
@@ -63,13 +69,15 @@ class UnifiedAttentionBlock(nn.Module):
         mixer: config of the self-attention mixer.
         ffn_mult: SwiGLU width multiplier.
         dropout: dropout on branch outputs.
+        layer_router: a per-sample router picks full or sparse self-attention. Default: False.
     """
 
-    def __init__(self, mixer: MixerConfig, ffn_mult: int, dropout: float) -> None:
+    def __init__(self, mixer: MixerConfig, ffn_mult: int, dropout: float, layer_router: bool = False) -> None:
         super().__init__()
         d = mixer.d_model
         self.norm_self, self.norm_cross, self.norm_ffn = nn.RMSNorm(d), nn.RMSNorm(d), nn.RMSNorm(d)
-        self.self_attn = build_mixer(mixer)
+        self.self_attn = RoutedAttention(mixer) if layer_router else build_mixer(mixer)
+        self.stale_qk = mixer.ablate == "stale_qk"
         self.cross_attn = CrossAttention(d, mixer.num_heads)
         self.gate = DualAlignmentGate(d)
         self.ffn = SwiGLU(d, ffn_mult)
@@ -77,7 +85,7 @@ class UnifiedAttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, ctx: dict[str, Tensor]) -> Tensor:
         s = self.self_attn(self.norm_self(x), lengths=ctx["lengths"], num_targets=ctx["num_targets"],
-                           timestamps=ctx["timestamps"])
+                           timestamps=ctx["timestamps"], **stale_source(self.stale_qk, self.norm_self, ctx))
         c = self.cross_attn(self.norm_cross(x + s), ctx["profile"])
         x = x + self.drop(self.gate(s, c, ctx["history"]))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
@@ -91,12 +99,13 @@ class TransformerBlock(nn.Module):
         d = mixer.d_model
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attn = build_mixer(mixer)
+        self.stale_qk = mixer.ablate == "stale_qk"
         self.ffn = nn.Sequential(nn.Linear(d, ffn_mult * d), nn.GELU(), nn.Linear(ffn_mult * d, d))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, ctx: dict[str, Tensor]) -> Tensor:
         x = x + self.drop(self.attn(self.norm1(x), lengths=ctx["lengths"], num_targets=ctx["num_targets"],
-                                    timestamps=ctx["timestamps"]))
+                                    timestamps=ctx["timestamps"], **stale_source(self.stale_qk, self.norm1, ctx)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from features.schema import FeatureMap, Role
-from suan.config import ModelConfig
+from suan.config import ModelConfig, parse_ablate
 from suan.ops.common.masks import TIME_BUCKETS
 
 
@@ -65,10 +65,12 @@ def suan_params(cfg: ModelConfig, fmap: FeatureMap) -> dict[str, int]:
     emb += (L + 1) * d + TIME_BUCKETS * d  # position and time embeddings
     r = max(d // 4, 1)
     per_layer = (3 * d  # three RMSNorm weights
-                 + 4 * d * d + (L + 2) + TIME_BUCKETS  # qkv + out projections, position and time bias
                  + 4 * d * d  # cross-attention q, k, v, out
                  + d * r + r + r * 2 * d + 2 * d  # dual alignment gate
                  + 3 * cfg.ffn_mult * d * d)  # SwiGLU
+    ablations = parse_ablate(cfg.ablate, cfg.num_layers)
+    dense = sum(per_layer + self_attention_params(cfg, ablations.get(i, "")) for i in range(cfg.num_layers))
+    dense += 3 * d * d + d if cfg.head == "histograph" else 0  # layer key + query, token query + key
     head_in = d + len(fmap.by_role(Role.USER)) * d + len(fmap.by_role(Role.CONTEXT)) * cfg.context_dim \
         + len(fmap.by_role(Role.DENSE))
     head = 2 * head_in  # input BatchNorm
@@ -77,7 +79,20 @@ def suan_params(cfg: ModelConfig, fmap: FeatureMap) -> dict[str, int]:
         head += prev * w + w + w  # Linear + Dice alpha
         prev = w
     head += prev + 1
-    return {"dense": cfg.num_layers * per_layer + d + head, "embedding": emb}
+    return {"dense": dense + d + head, "embedding": emb}
+
+
+def self_attention_params(cfg: ModelConfig, ablate: str = "") -> int:
+    """Parameters of one layer's self-attention (softmax-family mixers, layer router, ablations)."""
+    d, P = cfg.d_model, cfg.seq_len + 1  # P: the mixer's max_len
+    if ablate == "fixed":
+        return 2 * d * d + P * P  # value + out projections, [P, P] mixing matrix
+    if ablate == "seqfree":
+        return 2 * d * d + cfg.num_heads * P  # value + out projections, per-head weights over gaps
+    relative = cfg.position == "relative" and cfg.mixer_name not in ("softmax", "softmax_rope")
+    time = cfg.mixer_name != "softmax"
+    one = 4 * d * d + (P + 1) * relative + TIME_BUCKETS * time  # qkv + out projections, position and time bias
+    return 2 * one + 2 * d + 2 if cfg.layer_router else one  # full + sparse branches, router Linear(D, 2)
 
 
 def suan_flops(cfg: ModelConfig, fmap: FeatureMap) -> int:

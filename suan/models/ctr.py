@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from features.schema import FeatureMap
-from suan.config import ModelConfig
+from suan.config import ModelConfig, parse_ablate
 from suan.mixers.base import MixerConfig
 from suan.models.blocks import BLOCKS
+from suan.models.histograph import HistographReadout
 from suan.models.inputs import FeatureEmbedder
 from suan.models.sequence import age_buckets, append_candidates, gather_candidates, keep_recent
 from suan.modules.layers import MLPHead
@@ -55,12 +56,12 @@ class SequenceCTR(CTRModel):
         d = cfg.d_model
         self.pos_emb = nn.Embedding(cfg.seq_len + 1, d)
         self.time_emb = nn.Embedding(TIME_BUCKETS, d)
-        mixer = MixerConfig(name=cfg.mixer_name, d_model=d, num_heads=cfg.num_heads, max_len=cfg.seq_len + 1,
-                            max_attn_len=cfg.max_attn_len, backend=cfg.backend, local_window=cfg.local_window,
-                            dilation=cfg.dilation)
-        block = BLOCKS[cfg.arch]
-        self.blocks = nn.ModuleList(block(mixer, cfg.ffn_mult, cfg.dropout) for _ in range(cfg.num_layers))
+        block, ablations = BLOCKS[cfg.arch], parse_ablate(cfg.ablate, cfg.num_layers)
+        router = {"layer_router": True} if cfg.layer_router else {}
+        self.blocks = nn.ModuleList(block(mixer_config(cfg).replace(ablate=ablations.get(i, "")), cfg.ffn_mult,
+                                          cfg.dropout, **router) for i in range(cfg.num_layers))
         self.final_norm = nn.RMSNorm(d)
+        self.readout = HistographReadout(d) if cfg.head == "histograph" else None
 
     def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, bool]:
         """Candidate outputs [B, C, D], profile tokens [B, P, D], and whether C came as one."""
@@ -79,9 +80,13 @@ class SequenceCTR(CTRModel):
         x = tokens * valid.unsqueeze(-1).to(tokens.dtype)
         profile = self.embed.profile(batch)
         ctx = {"lengths": lengths, "num_targets": num_targets, "timestamps": ts, "profile": profile,
-               "history": valid_tokens(n, L)}
+               "history": valid_tokens(n, L), "first": x}
+        states = []
         for block in self.blocks:
             x = block(x, ctx)
+            states.append(x)
+        if self.readout is not None:
+            return self.readout(self.final_norm(torch.stack(states, dim=1)), n, C), profile, single  # [B, C, D]
         return gather_candidates(self.final_norm(x), n, C), profile, single
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
@@ -112,6 +117,14 @@ class PoolingCTR(CTRModel):
             w = self.attention_unit(torch.cat([h, t, h - t, h * t], dim=-1)).squeeze(-1)  # [B, C, m]
             pooled = ((w * mask.unsqueeze(1)).unsqueeze(-1) * h).sum(2)  # [B, C, D]
         return self._score(torch.cat([pooled, cand], dim=-1), batch, self.embed.profile(batch), single)
+
+
+def mixer_config(cfg: ModelConfig) -> MixerConfig:
+    """The self-attention options of every layer of a sequence model (before per-layer ablations)."""
+    return MixerConfig(name=cfg.mixer_name, d_model=cfg.d_model, num_heads=cfg.num_heads, max_len=cfg.seq_len + 1,
+                       max_attn_len=cfg.max_attn_len, backend=cfg.backend, local_window=cfg.local_window,
+                       dilation=cfg.dilation, position=cfg.position, pos_bias=cfg.position == "relative",
+                       sink_beta=cfg.sink_beta, sink_tau=cfg.sink_tau)
 
 
 def build_model(cfg: ModelConfig, fmap: FeatureMap) -> CTRModel:

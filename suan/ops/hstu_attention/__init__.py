@@ -1,6 +1,8 @@
 """HSTU pointwise attention: ``SiLU(q·k + bias) / n`` on the same target-aware masks.
 
-One dispatch point; the ``torch`` path is the vectorised reference until a Triton kernel exists.
+One dispatch point: ``naive`` and ``torch`` are the vectorised reference (also the ONNX export path),
+``triton`` the fused kernels, forward and backward (``auto`` picks it on CUDA; the module is imported only
+when chosen; its jagged entry point is ``triton.hstu_attention_jagged``).
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ def hstu_attention(
     Args:
         q, k, v: [B, H, L, D].
         lengths, num_targets, timestamps, pos_bias, time_bias, max_attn_len: as in ``rel_attention``.
-        backend: ``auto`` | ``naive`` | ``torch``. Default: ``auto``.
+        backend: ``auto`` | ``naive`` | ``torch`` | ``triton``. Default: ``auto``.
 
     Returns:
         [B, H, L, D]: ``sum_j SiLU(s_ij) v_j / (n_hist + 1)`` over allowed keys.
     """
-    resolve(backend, q, has_triton=False)
-    return naive.hstu_attention(q, k, v, lengths=lengths, num_targets=as_targets(num_targets, lengths), timestamps=timestamps,
-                                pos_bias=pos_bias, time_bias=time_bias, max_attn_len=max_attn_len)
+    chosen = resolve(backend, q, has_triton=True)
+    if chosen == "triton":
+        from suan.ops.hstu_attention import triton as triton_path
+
+        impl = triton_path.hstu_attention
+    else:
+        impl = naive.hstu_attention
+    return impl(q, k, v, lengths=lengths, num_targets=as_targets(num_targets, lengths), timestamps=timestamps,
+                pos_bias=pos_bias, time_bias=time_bias, max_attn_len=max_attn_len)

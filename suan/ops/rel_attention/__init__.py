@@ -1,7 +1,9 @@
 """Softmax attention with an additive relative-position + time bias and target-aware masks.
 
-``rel_attention`` is the one dispatch point: ``naive`` (explicit matmul-softmax, the ground truth)
-or ``torch`` (SDPA with a float bias: the fast CPU path and the ONNX export path).
+``rel_attention`` is the one dispatch point: ``naive`` (explicit matmul-softmax, the ground truth),
+``torch`` (SDPA with a float bias: the fast CPU path and the ONNX export path) or ``triton`` (fused
+kernels with the bias computed in-kernel, forward and backward; ``auto`` picks it on CUDA). The Triton
+module is imported only when chosen; its jagged entry point is ``triton.rel_attention_jagged``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ def rel_attention(
     Returns:
         [B, H, L, D], zero at padded positions.
     """
-    chosen = resolve(backend, q, has_triton=False)
-    impl = naive.rel_attention if chosen == "naive" else torch_path.rel_attention
+    chosen = resolve(backend, q, has_triton=True)
+    if chosen == "triton":
+        from suan.ops.rel_attention import triton as triton_path
+
+        impl = triton_path.rel_attention
+    else:
+        impl = naive.rel_attention if chosen == "naive" else torch_path.rel_attention
     return impl(q, k, v, lengths=lengths, num_targets=as_targets(num_targets, lengths), timestamps=timestamps,
                 pos_bias=pos_bias, time_bias=time_bias, max_attn_len=max_attn_len)

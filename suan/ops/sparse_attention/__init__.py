@@ -1,8 +1,9 @@
 """LightSUAN sparse self-attention: a local window plus a dilated stride, with the relative bias.
 
 ``sparse_attention`` is the one dispatch point: ``naive`` (dense mask, explicit matmul-softmax, the
-ground truth) or ``torch`` (gather of the O(k + L/r) keys per query: the fast CPU path and the ONNX
-export path). See ``README.md`` for the mask definition, the cost and the export notes.
+ground truth), ``torch`` (gather of the O(k + L/r) keys per query: the fast CPU path and the ONNX
+export path) or ``triton`` (fused kernels over the local band and the dilated residue classes; ``auto``
+picks it on CUDA). See ``README.md`` for the mask definition, the cost and the export notes.
 """
 
 from __future__ import annotations
@@ -49,8 +50,13 @@ def sparse_attention(
     """
     if local_window < 0 or dilation < 1:
         raise ValueError(f"need local_window >= 0 and dilation >= 1, got {local_window} and {dilation}")
-    chosen = resolve(backend, q, has_triton=False)
-    impl = naive.sparse_attention if chosen == "naive" else torch_path.sparse_attention
+    chosen = resolve(backend, q, has_triton=True)
+    if chosen == "triton":
+        from suan.ops.sparse_attention import triton as triton_path
+
+        impl = triton_path.sparse_attention
+    else:
+        impl = naive.sparse_attention if chosen == "naive" else torch_path.sparse_attention
     return impl(q, k, v, lengths=lengths, num_targets=as_targets(num_targets, lengths), timestamps=timestamps,
                 pos_bias=pos_bias, time_bias=time_bias, local_window=local_window, dilation=dilation,
                 max_attn_len=max_attn_len)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from suan.mixers.base import Mixer, MixerConfig
-from suan.mixers.registry import MIXERS, build_mixer
+from suan.mixers.base import Mixer, MixerConfig, RecurrentMixer
+from suan.mixers.registry import MIXERS, build_mixer, register
 
 D_MODEL, HEADS, MAX_LEN = 16, 2, 32
 # fp32: the same tokens computed in a different batch/padding, backends, onnxruntime vs eager
@@ -24,6 +24,7 @@ GRAD_RTOL = 1e-4
 
 NAMES = sorted(MIXERS)
 ISOLATING = [name for name in NAMES if MIXERS[name].candidate_isolation]
+RECURRENT = [name for name in NAMES if MIXERS[name].recurrent]
 
 
 def _build(name: str, backend: str = "torch", max_attn_len: int = 0, seed: int = 0) -> Mixer:
@@ -211,3 +212,41 @@ def test_onnx_export_with_dynamic_batch_and_length(name, tmp_path):
         with torch.no_grad():
             want = _run(wrapper.mixer, batch)
         torch.testing.assert_close(torch.from_numpy(got), want, atol=ATOL, rtol=0)
+
+
+def _state_size(state: dict[str, Tensor]) -> int:
+    return sum(t.numel() for t in state.values())
+
+
+@pytest.mark.parametrize("max_attn_len", [0, 3])
+@pytest.mark.parametrize("n_hist", [0, 1, 6])
+@pytest.mark.parametrize("name", RECURRENT)
+def test_incremental_equals_full_recompute(name, n_hist, max_attn_len):
+    mixer = _build(name, max_attn_len=max_attn_len)
+    assert isinstance(mixer, RecurrentMixer)
+    n_cand, rows = 3, 2
+    batch = _batch([n_hist + n_cand] * rows, [n_cand] * rows, n_hist + n_cand, seed=9)
+    x, ts = batch["x"], batch["timestamps"]
+    with torch.no_grad():
+        full = _run(mixer, batch)
+        state = mixer.init_state(rows)
+        empty_size = _state_size(state)
+        for t in range(n_hist):
+            before = {key: value.clone() for key, value in state.items()}
+            y, new_state = mixer.step(x[:, t], ts[:, t], state)
+            assert all(torch.equal(before[key], state[key]) for key in before), "step changed its input state"
+            state = new_state
+            torch.testing.assert_close(y, full[:, t], atol=ATOL, rtol=RTOL, msg=f"history token {t}")
+            if not type(mixer).state_grows:
+                assert _state_size(state) == empty_size, "the state grew with the history"
+        cands = mixer.score_candidates(x[:, n_hist:], ts[:, n_hist:], state)
+        torch.testing.assert_close(cands, full[:, n_hist:], atol=ATOL, rtol=RTOL, msg="candidates")
+        # scoring one candidate alone from the same state gives the same output
+        one = mixer.score_candidates(x[:, -1:], ts[:, -1:], state)
+        torch.testing.assert_close(one[:, 0], full[:, -1], atol=ATOL, rtol=RTOL, msg="candidate alone")
+
+
+def test_recurrent_registration_needs_the_protocol():
+    with pytest.raises(TypeError, match="lacks"):
+        register("_no_recurrent_form", Mixer, "a mixer without init_state/step/score_candidates", recurrent=True)
+    assert "_no_recurrent_form" not in MIXERS

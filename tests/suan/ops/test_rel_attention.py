@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import suan.ops.common.backend as backend_mod
 import suan.ops.rel_attention as rel_pkg
 from suan.ops.common.backend import resolve
 from suan.ops.common.masks import TIME_BUCKETS, attention_mask, positions, time_buckets
@@ -229,5 +230,14 @@ def test_bad_backends_raise():
     inputs = _inputs(0, [2], [1], 2, 1, 8, False, False)
     with pytest.raises(ValueError, match="unknown backend 'flash'"):
         rel_attention(**inputs, backend="flash")
+
+
+def test_resolve_triton_rules(monkeypatch):
+    cpu = torch.zeros(1)
     with pytest.raises(NotImplementedError, match="no Triton path"):
-        rel_attention(**inputs, backend="triton")
+        resolve("triton", cpu, has_triton=False)
+    # without the triton package (macOS): auto never picks it, asking for it explains why
+    monkeypatch.setattr(backend_mod, "triton_available", lambda: False)
+    assert resolve("auto", cpu, has_triton=True) == "torch"
+    with pytest.raises(NotImplementedError, match="not installed"):
+        resolve("triton", cpu, has_triton=True)
