@@ -6,8 +6,10 @@ weights), then measures with the same requests (1 user, C candidates, a 200-beha
 
 - eager PyTorch in this process, one request at a time (the reference, 1 intra-op thread);
 - ONNX Runtime in this process without HTTP (the model call plus the online feature path);
-- the real service (``suan serve`` in a subprocess) with 1 client (latency without queueing) and
-  under K concurrent loopback clients, with 1 and with 2 ONNX Runtime intra-op threads.
+- the real service (``suan serve`` in a subprocess) with 1 client (latency without queueing), under K
+  concurrent closed-loop clients (saturation: throughput, and latency that is mostly queueing) and under
+  K clients sending an open-loop Poisson stream at a fixed total rate (latency at a set load, the figure a
+  latency target is stated for), with 1 and with 2 ONNX Runtime intra-op threads.
 
 It prints p50/p99 latency, throughput and errors per case with ratios against eager PyTorch, and
 exits with status 1 if any HTTP request failed. Clients and server share the machine's cores.
@@ -154,8 +156,14 @@ def running_server(folder: Path, threads: int, log: Path, workers: int = 1):
         proc.wait(timeout=30)
 
 
-def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int = 50) -> dict:
-    """``n`` requests from ``clients`` threads, each with its own keep-alive connection."""
+def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int = 50, rate: float = 0.0) -> dict:
+    """``n`` requests from ``clients`` threads, each with its own keep-alive connection.
+
+    ``rate`` = 0: closed loop (each client sends its next request when the last one returns: the load
+    saturates the server and latency is mostly queueing). ``rate`` > 0: open loop at that many requests/s
+    in all, Poisson arrivals per client; latency counts from the scheduled send time, so a request that
+    waited for its client to be free is charged for it (no coordinated omission).
+    """
     import httpx
 
     headers = {"content-type": "application/json"}
@@ -166,7 +174,9 @@ def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int =
     latencies: list[float] = []
     errors = [0]
 
-    def client() -> None:
+    def client(seed: int) -> None:
+        gaps = np.random.default_rng(seed)
+        due = time.perf_counter()
         with httpx.Client(base_url=url, timeout=60) as c:
             while True:
                 with lock:
@@ -174,6 +184,11 @@ def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int =
                 if k is None:
                     return
                 t = time.perf_counter()
+                if rate > 0:
+                    # the next arrival of this client's Poisson stream (rate / clients per second)
+                    due += gaps.exponential(clients / rate)
+                    time.sleep(max(0.0, due - t))
+                    t = due
                 try:
                     ok = c.post("/v1/score", content=bodies[k % len(bodies)], headers=headers).status_code == 200
                 except httpx.HTTPError:
@@ -183,7 +198,7 @@ def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int =
                     latencies.append(dt)
                     errors[0] += not ok
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -211,6 +226,8 @@ def main() -> None:
     parser.add_argument("--arch", default="auto", help="auto (lightsuan if 'sparse' is registered, else suan)")
     parser.add_argument("--grade", type=int, default=1, help="model grade (seq_len is overridden to --history)")
     parser.add_argument("--threads", default="1,2", help="ONNX Runtime intra-op threads to compare")
+    parser.add_argument("--rate", type=float, default=150.0,
+                        help="also an open-loop case at this total rate (req/s, Poisson); 0 = off")
     parser.add_argument("--workers", type=int, default=2,
                         help="also measure this many server processes (1 ORT thread each) under load; 1 = skip")
     parser.add_argument("--in-process", type=int, default=300,
@@ -242,6 +259,9 @@ def main() -> None:
                     url, bodies, args.in_process, 1)
                 rows[f"HTTP service, ORT {threads} thread(s), {args.clients} clients"] = http_load(
                     url, bodies, args.requests, args.clients)
+                if args.rate > 0:
+                    rows[f"HTTP, ORT {threads} thread(s), {args.clients} clients, {args.rate:g} req/s open"] = (
+                        http_load(url, bodies, args.requests, args.clients, rate=args.rate))
         if args.workers > 1:
             with running_server(serving, 1, work / "server-workers.log", workers=args.workers) as url:
                 rows[f"HTTP service, {args.workers} workers x 1 thread, {args.clients} clients"] = http_load(

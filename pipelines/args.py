@@ -473,6 +473,8 @@ class ServeArgs(Config):
         port: Default: 8000.
         workers: uvicorn worker processes (each loads the model and keeps its own metrics). Default: 1.
         threads: ONNX Runtime intra-op threads per request. Default: 1.
+        concurrency: requests scored at once per worker, the rest wait in arrival order (0 = CPU cores //
+            threads). Default: 0.
         device: auto (CUDA when onnxruntime offers it), cpu or cuda. Default: auto.
         max_candidates: most candidates per request (more → 400). Default: 1000.
         max_history: most raw history entries per request (more → 400; beyond L is truncated). Default: 10000.
@@ -489,6 +491,7 @@ class ServeArgs(Config):
     port: int = 8000
     workers: int = 1
     threads: int = 1
+    concurrency: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_candidates: int = 1000
     max_history: int = 10_000
@@ -502,5 +505,6 @@ class ServeArgs(Config):
         require(bool(self.model), "--model is required: a serving folder or models:/name/version")
         require(0 <= self.port <= 65535, "port must be in [0, 65535]")
         require(self.workers >= 1 and self.threads >= 1, "workers and threads must be >= 1")
+        require(self.concurrency >= 0, "concurrency must be >= 0 (0 = CPU cores // threads)")
         require(self.max_candidates >= 1 and self.max_history >= 0, "max_candidates >= 1, max_history >= 0")
         require(self.max_body_bytes >= 1024 and self.watch_seconds >= 0, "max_body_bytes >= 1024, watch_seconds >= 0")

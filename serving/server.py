@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class ServiceConfig(Config):
         tracking_uri: MLflow tracking URI for ``models:/`` sources. Default: "".
         watch_seconds: poll a model folder this often and reload when it is replaced (0 = off). Default: 0.
         limits: request limits. Default: :class:`Limits` defaults.
+        concurrency: requests scored at once; the others wait their turn in arrival order instead of
+            sharing the cores (which stretches every one of them). 0 = CPU cores // threads. Default: 0.
     """
 
     model: str
@@ -63,10 +66,17 @@ class ServiceConfig(Config):
     tracking_uri: str = ""
     watch_seconds: float = 0.0
     limits: Limits = Limits()
+    concurrency: int = 0
 
     def validate(self) -> None:
         require(bool(self.model), "model must not be empty")
         require(self.threads >= 1 and self.watch_seconds >= 0, "threads must be >= 1, watch_seconds >= 0")
+        require(self.concurrency >= 0, "concurrency must be >= 0 (0 = CPU cores // threads)")
+
+    @property
+    def scoring_slots(self) -> int:
+        """How many requests are scored at once (``concurrency``, or CPU cores // threads)."""
+        return self.concurrency or max(1, (os.cpu_count() or 1) // self.threads)
 
 
 def _json_error(status: int, detail: str) -> tuple[dict, bytes]:
@@ -215,8 +225,10 @@ ERRORS = {400: {"model": ErrorResponse, "description": "unknown field names, no 
           503: {"model": ErrorResponse, "description": "no model loaded yet"}}
 
 
-def _routes(store: ModelStore, limits: Limits, metrics: ServiceMetrics, admin_token: str) -> APIRouter:
+def _routes(store: ModelStore, limits: Limits, metrics: ServiceMetrics, admin_token: str, slots: int) -> APIRouter:
     router = APIRouter(route_class=StrictJSONRoute)
+    # the endpoint runs in the server's thread pool; only ``slots`` requests are scored at once
+    scoring = threading.BoundedSemaphore(slots)
 
     def serving():
         model = store.current
@@ -227,8 +239,9 @@ def _routes(store: ModelStore, limits: Limits, metrics: ServiceMetrics, admin_to
     @router.post("/v1/score", response_model=ScoreResponse, responses=ERRORS, tags=["scoring"])
     def score_candidates(body: ScoreRequest) -> ScoreResponse:
         """Calibrated click probability of every candidate for one user, in candidate order."""
-        model = serving()  # read once: a reload during this request does not affect it
-        response = score(model, body, limits)
+        with scoring:
+            model = serving()  # read once: a reload during this request does not affect it
+            response = score(model, body, limits)
         metrics.candidates.inc(len(response.scores))
         return response
 
@@ -304,7 +317,7 @@ def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token:
                               "(ONNX Runtime, no torch at request time).")
     app.state.store, app.state.metrics = store, metrics
     _install_error_handlers(app, metrics)
-    app.include_router(_routes(store, cfg.limits, metrics, token))
+    app.include_router(_routes(store, cfg.limits, metrics, token, cfg.scoring_slots))
     app.add_middleware(BodyLimitMiddleware, limit=cfg.limits.max_body_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, sees every status
     return app

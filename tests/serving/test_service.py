@@ -138,3 +138,16 @@ def test_suan_serve_fails_fast_on_a_folder_that_is_not_exported(serving_models, 
     assert main(["serve", "--model", str(serving_models.model_dir)]) == 2
     err = capsys.readouterr().err
     assert "is not a serving folder" in err and "suan export --run RUN --out DIR" in err
+
+
+def test_scoring_slots_default_to_cores_per_ort_thread_and_reject_negatives(monkeypatch):
+    from serving.server import ServiceConfig
+    from suan.utils.config import ConfigError
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert ServiceConfig(model="m").scoring_slots == 8
+    assert ServiceConfig(model="m", threads=3).scoring_slots == 2
+    assert ServiceConfig(model="m", threads=16).scoring_slots == 1
+    assert ServiceConfig(model="m", concurrency=5).scoring_slots == 5
+    with pytest.raises(ConfigError, match="concurrency"):
+        ServiceConfig(model="m", concurrency=-1)
