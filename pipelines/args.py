@@ -13,7 +13,7 @@ from typing import Literal
 from features.protocols import PROTOCOLS
 from features.sources.synthetic import SynthConfig
 from suan.config import ARCHS, GRADES
-from suan.utils.config import Config, require
+from suan.utils.config import Config, ConfigError, require
 
 SOURCES = ("synthetic", "movielens-100k", "amazon-5core", "events")
 
@@ -161,6 +161,8 @@ class TrainArgs(Config):
             large data; the same rows for every run). Default: 1.0.
         dropout: Default: 0.0.
         backend: attention backend (auto, naive, torch, triton). Default: auto.
+        mixer: registry name of the self-attention mixer ("" = the arch's own; see suan.mixers.registry).
+            Default: "".
         local_window: LightSUAN local window k. Default: 8.
         dilation: LightSUAN dilation r. Default: 4.
         num_workers: DataLoader worker processes. Default: 0.
@@ -200,6 +202,7 @@ class TrainArgs(Config):
     eval_fraction: float = 1.0
     dropout: float = 0.0
     backend: str = "auto"
+    mixer: str = ""
     local_window: int = 8
     dilation: int = 4
     num_workers: int = 0
@@ -279,6 +282,28 @@ class AnalyzeArgs(Config):
         require(0 <= self.sink_beta < 1, "sink_beta must be in [0, 1)")
 
 
+# the TrainArgs fields a compare variant may set, with their parsers
+VARIANT_FIELDS = {"mixer": str, "position": str, "head": str, "ablate": str, "local_window": int, "dilation": int,
+                  "dropout": float, "seq_len": int, "layer_router": lambda v: v.lower() in ("1", "true", "yes")}
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``"suan"`` → ``("suan", {})``; ``"suan:mixer=aaren/dropout=0.1"`` → ``("suan", {"mixer": "aaren",
+    "dropout": 0.1})``. Only the first ``:`` separates the arch (values such as ``fixed:0`` keep theirs)."""
+    arch, _, rest = spec.partition(":")
+    require(arch in ARCHS, f"model {spec!r}: architecture must be one of {ARCHS}")
+    options = {}
+    for item in filter(None, rest.split("/")):
+        key, sep, value = item.partition("=")
+        require(bool(sep) and key in VARIANT_FIELDS,
+                f"model {spec!r}: {item!r} must be field=value with field among {sorted(VARIANT_FIELDS)}")
+        try:
+            options[key] = VARIANT_FIELDS[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"model {spec!r}: {key}={value!r} is not a valid value") from exc
+    return arch, options
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CompareArgs(Config):
     """Train several architectures over several seeds on one dataset and tabulate mean ± sd.
@@ -286,7 +311,10 @@ class CompareArgs(Config):
     Args:
         data: prepared folder.
         out: folder of the runs and of comparison.json / comparison.md.
-        models: architectures. Default: suan,dnn,din,bst,hstu.
+        models: architectures or variants ``arch:field=value[/field=value]`` with fields among
+            mixer, position, head, layer_router, ablate, local_window, dilation, dropout, seq_len (e.g.
+            ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``).
+            Default: suan,dnn,din,bst,hstu.
         seeds: seeds per model. Default: 0,1,2.
         grade: grade of every model. Default: 1.
         max_epochs: Default: 3.
@@ -311,7 +339,8 @@ class CompareArgs(Config):
 
     def validate(self) -> None:
         require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
-        require(all(m in ARCHS for m in self.models), f"models must be among {ARCHS}")
+        for spec in self.models:
+            parse_variant(spec)
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
 
 

@@ -7,11 +7,12 @@ continues where it stopped.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
-from pipelines.args import CompareArgs, TrainArgs
+from pipelines.args import CompareArgs, TrainArgs, parse_variant
 from pipelines.train import run_train
 
 COLUMNS = ("test_auc", "test_gauc", "test_logloss", "valid_auc")
@@ -21,9 +22,10 @@ def run_compare(args: CompareArgs) -> dict:
     out = Path(args.out)
     uri = args.mlflow_uri or f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}"
     results: dict[str, list[dict]] = {}
-    for arch in args.models:
+    for spec in args.models:
+        arch, options = parse_variant(spec)
         for seed in args.seeds:
-            run = out / "runs" / f"{arch}-g{args.grade}-s{seed}"
+            run = out / "runs" / f"{run_name(spec)}-g{args.grade}-s{seed}"
             if (run / "metrics.json").exists():
                 metrics = json.loads((run / "metrics.json").read_text())
             else:
@@ -31,9 +33,9 @@ def run_compare(args: CompareArgs) -> dict:
                     data=args.data, out=str(run), model=arch, grade=args.grade, seed=seed,
                     max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                     negative_sampling_rate=args.negative_sampling_rate, mlflow_uri=uri, experiment="compare",
-                    progress=False, resume=(run / "checkpoints" / "last.ckpt").exists()))
-            results.setdefault(arch, []).append(metrics)
-            print(f"{arch} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
+                    progress=False, resume=(run / "checkpoints" / "last.ckpt").exists(), **options))
+            results.setdefault(spec, []).append(metrics)
+            print(f"{spec} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
     summary = summarise(results)
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "comparison.md").write_text(table(summary, args) + "\n")
@@ -41,11 +43,17 @@ def run_compare(args: CompareArgs) -> dict:
     return summary
 
 
+def run_name(spec: str) -> str:
+    """A folder name for a model spec: ``suan:ablate=fixed:0`` → ``suan-ablate-fixed-0``."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", spec).strip("-")
+
+
 def summarise(results: dict[str, list[dict]]) -> dict:
     """Per model: mean and sample sd of each metric over seeds, plus sizes."""
     out = {}
     for arch, runs in results.items():
-        row = {"seeds": len(runs), "params_dense": runs[0]["params_dense"], "flops_per_sample": runs[0]["flops_per_sample"]}
+        row = {"seeds": len(runs), "params_dense": runs[0]["params_dense"], "flops_per_sample": runs[0]["flops_per_sample"],
+               "samples_per_second": float(np.mean([r.get("samples_per_second", np.nan) for r in runs]))}
         for key in COLUMNS:
             values = np.array([r[key] for r in runs], dtype=float)
             row[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
@@ -55,13 +63,14 @@ def summarise(results: dict[str, list[dict]]) -> dict:
 
 def table(summary: dict, args: CompareArgs) -> str:
     lines = [f"data: {args.data}  grade {args.grade}  seeds {list(args.seeds)}  epochs ≤ {args.max_epochs}", "",
-             "| model | dense params | test AUC | test GAUC | test logloss | valid AUC |", "|---|---:|---:|---:|---:|---:|"]
+             "| model | dense params | test AUC | test GAUC | test logloss | valid AUC | train samples/s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for arch, row in sorted(summary.items(), key=lambda kv: -kv[1]["test_auc"]["mean"]):
         cells = " | ".join(f"{row[k]['mean']:.4f} ± {row[k]['sd']:.4f}" for k in COLUMNS[:3] + ("valid_auc",))
-        lines.append(f"| {arch} | {row['params_dense']:,} | {cells} |")
+        lines.append(f"| {arch} | {row['params_dense']:,} | {cells} | {row['samples_per_second']:,.0f} |")
     stats_path = Path(args.data) / "stats.json"
     if stats_path.exists():
         oracle = json.loads(stats_path.read_text())["splits"]["test"].get("oracle_auc")
         if oracle is not None:
-            lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | |")
+            lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | | |")
     return "\n".join(lines)

@@ -31,7 +31,8 @@ from suan.utils.provenance import provenance
 def model_config(args: TrainArgs, data_len: int) -> ModelConfig:
     """The model of a run: grade table sizes, sequence length capped by the data, run options."""
     seq_len = args.seq_len or min(GRADES[args.grade].seq_len, data_len)
-    return ModelConfig.from_grade(args.model, args.grade, seq_len=seq_len, dropout=args.dropout,
+    mixer = {"mixer": args.mixer} if args.mixer else {}
+    return ModelConfig.from_grade(args.model, args.grade, seq_len=seq_len, dropout=args.dropout, **mixer,
                                   backend=args.backend, negative_sampling_rate=args.negative_sampling_rate,
                                   local_window=args.local_window, dilation=args.dilation, position=args.position,
                                   head=args.head, layer_router=args.layer_router, ablate=args.ablate)
