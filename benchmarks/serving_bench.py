@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.heap import settle_heap
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -166,6 +168,9 @@ def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int =
     """
     import httpx
 
+    # this process holds torch (the eager reference): without this its own full GC pauses (~35 ms) would be
+    # charged to the server's latency
+    settle_heap()
     headers = {"content-type": "application/json"}
     with httpx.Client(base_url=url) as c:
         for b in bodies[:warmup]:

@@ -24,6 +24,7 @@ import onnxruntime as ort
 
 from features.online import FeatureSpace, encode_request
 from serving.graph import OUTPUT, graph_inputs
+from serving.heap import settle_heap
 from serving.metrics import ServiceMetrics
 
 log = logging.getLogger("suan.serving")
@@ -242,6 +243,7 @@ class ModelStore:
                 self.metrics.set_model(new.version)
             log.info("serving %s from %s (loaded in %.2fs, previous %s)", new.version, source,
                      time.perf_counter() - start, previous.version if previous else None)
+            settle_heap()  # the new version's objects join the frozen long-lived heap
             return new, previous
 
     def load_in_background(self) -> threading.Thread:

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from serving.heap import settle_heap
 from serving.metrics import CONTENT_TYPE, ServiceMetrics
 from serving.model_store import ModelLoadError, ModelStore
 from serving.schemas import (
@@ -307,6 +308,8 @@ def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token:
     async def lifespan(app: FastAPI):
         if store.current is None:
             store.load_in_background()
+        else:
+            settle_heap()  # the app's own objects too; a model loaded later settles them on load
         if cfg.watch_seconds > 0:
             store.watch(cfg.watch_seconds)
         yield
