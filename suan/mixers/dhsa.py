@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import torch
-from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
-from suan.mixers.base import Mixer, MixerConfig
-from suan.ops.common.masks import TIME_BUCKETS
+from suan.mixers.qkv import BiasedQKVMixer
 from suan.ops.dhsa_attention import dhsa_attention, session_boundaries
 
 # a new chunk starts after 30 minutes without an event (the usual session split of behaviour logs)
 SESSION_GAP_SECONDS = 1800
 
 
-class DHSAttention(Mixer):
+class DHSAttention(BiasedQKVMixer):
     """Causal, target-aware DHSA (Xiong et al., 2025); biases shared by heads.
 
     The paper learns a boundary predictor with its own objective; a hard boundary gets no gradient from
@@ -27,23 +24,12 @@ class DHSAttention(Mixer):
             learned biases.
     """
 
-    def __init__(self, cfg: MixerConfig) -> None:
-        super().__init__()
-        if cfg.local_window < 1:
-            raise ValueError(f"dhsa needs local_window (the longest chunk) >= 1, got {cfg.local_window}")
-        self.cfg = cfg
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.pos_bias = nn.Parameter(torch.zeros(cfg.max_len + 1)) if cfg.pos_bias else None
-        self.time_bias = nn.Parameter(torch.zeros(TIME_BUCKETS)) if cfg.time_bias else None
+    block_role = "the longest chunk"
 
-    def forward(self, x: Tensor, *, lengths: Tensor, num_targets: Tensor, timestamps: Tensor) -> Tensor:
-        q, k, v = rearrange(self.qkv(x), "b l (t h d) -> t b h l d", t=3, h=self.cfg.num_heads)
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targets: Tensor,
+               timestamps: Tensor) -> Tensor:
         boundaries = session_boundaries(timestamps, lengths, num_targets, SESSION_GAP_SECONDS)  # [B, L]
-        y = dhsa_attention(q, k, v, lengths=lengths, num_targets=num_targets, timestamps=timestamps,
-                           boundaries=boundaries, pos_bias=self.pos_bias, time_bias=self.time_bias,
-                           chunk=self.cfg.local_window, top_k=self.cfg.num_blocks,
-                           max_attn_len=self.cfg.max_attn_len, backend=self.cfg.backend)  # [B, H, L, D/H]
-        # an explicit copy before merging heads (see softmax_attn.py: the dynamo exporter and strides)
-        y = rearrange(y, "b h l d -> b l h d").clone(memory_format=torch.contiguous_format)
-        return self.out(rearrange(y, "b l h d -> b l (h d)"))
+        return dhsa_attention(q, k, v, lengths=lengths, num_targets=num_targets, timestamps=timestamps,
+                              boundaries=boundaries, pos_bias=self.pos_bias, time_bias=self.time_bias,
+                              chunk=self.cfg.local_window, top_k=self.cfg.num_blocks,
+                              max_attn_len=self.cfg.max_attn_len, backend=self.cfg.backend)  # [B, H, L, D/H]
