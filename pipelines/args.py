@@ -178,6 +178,8 @@ class TrainArgs(Config):
         head: last (last layer's candidate output) or histograph (attention over all layers' outputs). Default: last.
         layer_router: per layer, route each sample to full or sparse attention (suan, lightsuan). Default: False.
         ablate: deconstruction ablations kind:i,j[;kind:k], kind fixed | seqfree | stale_qk. Default: "".
+        incremental: request-independent history tokens, so the model can also serve from a per-user state
+            (needs a recurrent mixer, e.g. --mixer gated_deltanet; see suan.models.incremental). Default: False.
         log_every_n_steps: Default: 20.
         progress: progress bar. Default: True.
     """
@@ -218,6 +220,7 @@ class TrainArgs(Config):
     head: Literal["last", "histograph"] = "last"
     layer_router: bool = False
     ablate: str = ""
+    incremental: bool = False
     log_every_n_steps: int = 20
     progress: bool = True
 
@@ -284,7 +287,8 @@ class AnalyzeArgs(Config):
 
 # the TrainArgs fields a compare variant may set, with their parsers
 VARIANT_FIELDS = {"mixer": str, "position": str, "head": str, "ablate": str, "local_window": int, "dilation": int,
-                  "dropout": float, "seq_len": int, "layer_router": lambda v: v.lower() in ("1", "true", "yes")}
+                  "dropout": float, "seq_len": int, "layer_router": lambda v: v.lower() in ("1", "true", "yes"),
+                  "incremental": lambda v: v.lower() in ("1", "true", "yes")}
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
@@ -312,7 +316,7 @@ class CompareArgs(Config):
         data: prepared folder.
         out: folder of the runs and of comparison.json / comparison.md.
         models: architectures or variants ``arch:field=value[/field=value]`` with fields among
-            mixer, position, head, layer_router, ablate, local_window, dilation, dropout, seq_len (e.g.
+            mixer, position, head, layer_router, incremental, ablate, local_window, dilation, dropout, seq_len (e.g.
             ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``).
             Default: suan,dnn,din,bst,hstu.
         seeds: seeds per model. Default: 0,1,2.
@@ -509,6 +513,8 @@ class ServeArgs(Config):
         max_history: most raw history entries per request (more → 400; beyond L is truncated). Default: 10000.
         max_body_bytes: largest request body (more → 413). Default: 4194304.
         watch_seconds: poll the model folder and hot-reload when it is replaced (0 = off). Default: 0.
+        max_users: most users whose incremental state is cached per worker (stateful /v1/users/... path of
+            an incremental model; least recently used evicted first). Default: 10000.
         mlflow_uri: tracking URI for models:/ ("" = $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow/mlflow.db).
             Default: "".
         access_log: log every request. Default: False.
@@ -526,6 +532,7 @@ class ServeArgs(Config):
     max_history: int = 10_000
     max_body_bytes: int = 4 * 1024 * 1024
     watch_seconds: float = 0.0
+    max_users: int = 10_000
     mlflow_uri: str = ""
     access_log: bool = False
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -537,3 +544,4 @@ class ServeArgs(Config):
         require(self.concurrency >= 0, "concurrency must be >= 0 (0 = CPU cores // threads)")
         require(self.max_candidates >= 1 and self.max_history >= 0, "max_candidates >= 1, max_history >= 0")
         require(self.max_body_bytes >= 1024 and self.watch_seconds >= 0, "max_body_bytes >= 1024, watch_seconds >= 0")
+        require(self.max_users >= 1, "max_users must be >= 1")

@@ -24,6 +24,7 @@ def service_config(args: ServeArgs) -> ServiceConfig:
     return ServiceConfig(
         model=args.model if is_registry else str(Path(args.model).resolve()),
         threads=args.threads, concurrency=args.concurrency, device=args.device, watch_seconds=args.watch_seconds,
+        max_users=args.max_users,
         tracking_uri=tracking_uri(args.mlflow_uri)[0],  # also for a later reload to a models:/ URI
         limits=Limits(max_candidates=args.max_candidates, max_history=args.max_history,
                       max_body_bytes=args.max_body_bytes),

@@ -35,7 +35,8 @@ def model_config(args: TrainArgs, data_len: int) -> ModelConfig:
     return ModelConfig.from_grade(args.model, args.grade, seq_len=seq_len, dropout=args.dropout, **mixer,
                                   backend=args.backend, negative_sampling_rate=args.negative_sampling_rate,
                                   local_window=args.local_window, dilation=args.dilation, position=args.position,
-                                  head=args.head, layer_router=args.layer_router, ablate=args.ablate)
+                                  head=args.head, layer_router=args.layer_router, ablate=args.ablate,
+                                  incremental=args.incremental)
 
 
 def optim_config(args: TrainArgs) -> OptimConfig:

@@ -3,7 +3,9 @@
 The graph takes the inputs of ``serving.graph.graph_inputs`` (dynamic B, L and C) and returns
 calibrated pCTR [B, C]. The exported file is checked with onnxruntime against eager PyTorch on
 recorded batches (odd lengths, empty history, 1 and many candidates); only a model within the
-tolerance is written to the output folder (atomically) and registered.
+tolerance is written to the output folder (atomically) and registered. A model built with
+``incremental=True`` over an O(1)-state mixer also gets its incremental graphs
+(``serving.export_incremental``), behind their own parity gate.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 
 from features.atomic import atomic_dir
 from features.schema import FeatureMap
-from serving.graph import OUTPUT, graph_inputs
+from serving.graph import APPEND_GRAPH, OUTPUT, STATE_INIT, STATE_SCORE_GRAPH, graph_inputs
 from suan.config import ModelConfig
 from suan.models.ctr import CTRModel
 from suan.utils.provenance import provenance
@@ -113,23 +115,29 @@ def parity(model: CTRModel, fmap: FeatureMap, path: Path) -> list[dict]:
 def export_model_dir(model_dir: Path, out: Path) -> dict:
     """Export a model folder (``suan train`` output ``model/``) to a serving folder, gated by parity."""
     from pipelines.artifacts import load_model_dir
+    from serving.export_incremental import export_incremental, has_incremental_form
 
     model, cfg, fmap = load_model_dir(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         export_onnx(model, fmap, onnx_path)
         report = parity(model, fmap, onnx_path)  # raises before anything is written
+        # an incremental model over an O(1) state also gets its append-step and score-from-state graphs
+        incremental = export_incremental(model, fmap, Path(tmp)) if has_incremental_form(model) else None
         with atomic_dir(out) as stage:
             shutil.copy(onnx_path, stage / "model.onnx")
-            _write_serving_files(stage, model_dir, cfg, fmap, report)
-    return {"parity": report, "out": str(out)}
+            for name in (APPEND_GRAPH, STATE_SCORE_GRAPH, STATE_INIT) if incremental is not None else ():
+                shutil.copy(Path(tmp) / name, stage / name)
+            _write_serving_files(stage, model_dir, cfg, fmap, report, incremental)
+    return {"parity": report, "incremental_parity": incremental, "out": str(out)}
 
 
-def _write_serving_files(stage: Path, model_dir: Path, cfg: ModelConfig, fmap: FeatureMap, report: list) -> None:
+def _write_serving_files(stage: Path, model_dir: Path, cfg: ModelConfig, fmap: FeatureMap, report: list,
+                         incremental: list | None = None) -> None:
     shutil.copy(model_dir / "feature_map.json", stage / "feature_map.json")
     shutil.copytree(model_dir / "vocab", stage / "vocab")
     cfg.save(stage / "model_config.json")
     meta = {"inputs": [gi.__dict__ for gi in graph_inputs(fmap)], "output": OUTPUT, "seq_len": cfg.seq_len,
             "arch": cfg.arch, "grade": cfg.grade, "parity": report, "parity_atol": PARITY_ATOL,
-            "feature_map_hash": fmap.hash, **provenance()}
+            "incremental_parity": incremental, "feature_map_hash": fmap.hash, **provenance()}
     (stage / "serving.json").write_text(json.dumps(meta, indent=2) + "\n")

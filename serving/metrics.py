@@ -145,7 +145,8 @@ class ServiceMetrics:
 
     ``suan_requests_total{path,status}``, ``suan_request_duration_seconds{path}`` (histogram),
     ``suan_errors_total{kind}``, ``suan_model_info{version}`` (1 for the serving version),
-    ``suan_model_reloads_total{result}`` and ``suan_candidates_scored_total``.
+    ``suan_model_reloads_total{result}``, ``suan_candidates_scored_total``, ``suan_user_states`` and
+    ``suan_user_state_evictions_total`` (the stateful path).
     """
 
     def __init__(self) -> None:
@@ -159,6 +160,9 @@ class ServiceMetrics:
         self.model = add(Gauge("suan_model_info", "The model version being served (value 1).", ("version",)))
         self.reloads = add(Counter("suan_model_reloads_total", "Model (re)loads by result.", ("result",)))
         self.candidates = add(Counter("suan_candidates_scored_total", "Candidates scored."))
+        self.user_states = add(Gauge("suan_user_states", "Users with a cached incremental state."))
+        self.user_state_evictions = add(Counter("suan_user_state_evictions_total",
+                                                "Cached user states evicted (least recently used) to stay in bounds."))
 
     def set_model(self, version: str) -> None:
         self.model.clear()

@@ -26,6 +26,7 @@ from features.online import FeatureSpace, encode_request
 from serving.graph import OUTPUT, graph_inputs
 from serving.heap import settle_heap
 from serving.metrics import ServiceMetrics
+from serving.user_state import IncrementalGraphs, UserState, append_events, encode_profile, score_state
 
 log = logging.getLogger("suan.serving")
 REQUIRED_FILES = ("model.onnx", "feature_map.json", "vocab")
@@ -74,6 +75,8 @@ class LoadedModel:
         session: the ONNX Runtime session.
         input_names: graph inputs in ``serving.graph.graph_inputs`` order.
         providers: execution providers the session actually uses.
+        incremental: the append-step and score-from-state graphs (stateful path), None without them.
+            Default: None.
     """
 
     version: str
@@ -82,6 +85,7 @@ class LoadedModel:
     session: ort.InferenceSession
     input_names: tuple[str, ...]
     providers: tuple[str, ...]
+    incremental: IncrementalGraphs | None = None
 
     def predict(self, request: dict) -> np.ndarray:
         """Scores [C] of one user's raw request (see ``features.online.encode_request``)."""
@@ -110,6 +114,12 @@ def _warm_up(model: LoadedModel, candidates: int) -> None:
         if scores.shape != (n_cand,) or not np.isfinite(scores).all():
             raise ModelLoadError(f"{model.source}: warm-up gave scores of shape {scores.shape}, "
                                  f"finite={bool(np.isfinite(scores).all())}")
+    if model.incremental is not None:
+        empty = UserState(model.version, encode_profile(space, {}), model.incremental.init, 0, 0)
+        state = append_events(model.incremental, space, empty, [{"ts": 3600}])
+        scores = score_state(model.incremental, space, state, {"timestamp": 7200, "candidates": [{}] * 2})
+        if scores.shape != (2,) or not np.isfinite(scores).all():
+            raise ModelLoadError(f"{model.source}: warm-up of the incremental graphs gave scores {scores}")
 
 
 def load_folder(folder: str | Path, *, threads: int = 1, device: Device = "auto", version: str = "",
@@ -131,6 +141,7 @@ def load_folder(folder: str | Path, *, threads: int = 1, device: Device = "auto"
         onnx_bytes = (folder / "model.onnx").read_bytes()
         session = ort.InferenceSession(str(folder / "model.onnx"), session_options(threads),
                                        providers=execution_providers(device))
+        incremental = IncrementalGraphs.load(folder, session_options(threads), execution_providers(device))
     except ModelLoadError:
         raise
     except Exception as exc:  # corrupt files of any kind: report, never serve
@@ -140,7 +151,8 @@ def load_folder(folder: str | Path, *, threads: int = 1, device: Device = "auto"
     if sorted(want) != sorted(have):
         raise ModelLoadError(f"{folder}: model.onnx inputs {have} do not match the feature map's {want}")
     version = version or "sha256:" + hashlib.sha256(onnx_bytes).hexdigest()[:12]
-    model = LoadedModel(version, source or str(folder), space, session, tuple(want), tuple(session.get_providers()))
+    model = LoadedModel(version, source or str(folder), space, session, tuple(want), tuple(session.get_providers()),
+                        incremental)
     _warm_up(model, warm_candidates)
     return model
 

@@ -1,8 +1,8 @@
 """MLflow model registry: register an exported serving folder, and fetch one back by URI.
 
 The ONNX file is logged with the ``mlflow.onnx`` flavour (signature from ``serving.graph``); the
-feature map, vocabularies, model config and ``serving.json`` travel as extra files, so
-``models:/<name>/<version or @alias>`` holds everything the service needs.
+feature map, vocabularies, model config, ``serving.json`` and the incremental graphs (when exported)
+travel as extra files, so ``models:/<name>/<version or @alias>`` holds everything the service needs.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from features.schema import FeatureMap
-from serving.graph import OUTPUT, graph_inputs
+from serving.graph import APPEND_GRAPH, OUTPUT, STATE_INIT, STATE_SCORE_GRAPH, graph_inputs
 
 SERVING_FILES = ("feature_map.json", "serving.json", "model_config.json")
+# present only for a model with an incremental form (the stateful path)
+INCREMENTAL_FILES = (APPEND_GRAPH, STATE_SCORE_GRAPH, STATE_INIT)
 
 
 def _signature(fmap: FeatureMap):
@@ -40,6 +42,7 @@ def register(serving_dir: str | Path, name: str, tracking_uri: str, alias: str =
     mlflow.set_experiment("serving")
     fmap = FeatureMap.load(serving_dir / "feature_map.json")
     extra = [str(serving_dir / f) for f in SERVING_FILES] + sorted(str(p) for p in (serving_dir / "vocab").glob("*"))
+    extra += [str(serving_dir / f) for f in INCREMENTAL_FILES if (serving_dir / f).exists()]
     with mlflow.start_run(run_name=f"register-{name}"):
         info = mlflow.onnx.log_model(onnx.load(str(serving_dir / "model.onnx")), name="model",
                                      registered_model_name=name, signature=_signature(fmap),
@@ -63,7 +66,7 @@ def fetch(uri: str, dest: str | Path, tracking_uri: str = "") -> Path:
     for path in local.rglob("*"):
         if path.name == "model.onnx":
             shutil.copy(path, dest / "model.onnx")
-        elif path.name in SERVING_FILES:
+        elif path.name in SERVING_FILES or path.name in INCREMENTAL_FILES:
             shutil.copy(path, dest / path.name)
         elif path.suffix == ".parquet":
             shutil.copy(path, dest / "vocab" / path.name)

@@ -63,6 +63,57 @@ class ScoreRequest(BaseModel):
                 "history": [h.raw() for h in self.history], "candidates": self.candidates}
 
 
+class EventsRequest(BaseModel):
+    """New behaviours of one user for its cached incremental state (stateful path).
+
+    ``user`` is the user's profile: it is fixed by the first append (the state depends on it) and must
+    not change afterwards. Events may come in any order within a request but none may be older than
+    the user's latest appended behaviour.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+        "user": {"user_id": "u17", "age": 3, "gender": 1, "region": 4},
+        "events": [{"item_id": 12, "cate_id": 3, "action": 1, "ts": 1_699_990_000}],
+    }]})
+
+    user: dict[str, Value] = Field(default_factory=dict, description="user-profile fields (raw values)")
+    events: list[HistoryEvent] = Field(description="behaviours to append, 1 ≤ n ≤ the history limit")
+
+
+class EventsResponse(BaseModel):
+    """The user's state after the append. ``created`` is true when this request started a new state (the
+    user had none, or it was evicted or built by another model version): the state then holds only these
+    events, so send the user's whole history when that was not intended."""
+
+    user_id: str
+    behaviours: int
+    last_ts: int
+    created: bool
+    model_version: str
+
+
+class UserScoreRequest(BaseModel):
+    """Candidates to score for a user from its cached state (profile and history come from the state)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+        "context": {"device": 2}, "timestamp": 1_700_000_000,
+        "candidates": [{"item_id": 40, "cate_id": 3}, {"item_id": 41, "cate_id": 5}],
+    }]})
+
+    context: dict[str, Value] = Field(default_factory=dict,
+                                      description="impression context (hour/weekday come from timestamp)")
+    timestamp: Timestamp
+    candidates: list[dict[str, Value]] = Field(description="items to score, 1 ≤ C ≤ the service's limit")
+
+
+class UserScoreResponse(BaseModel):
+    """Calibrated click probabilities in candidate order, from a state of ``behaviours`` behaviours."""
+
+    scores: list[float]
+    behaviours: int
+    model_version: str
+
+
 class ScoreResponse(BaseModel):
     """Calibrated click probabilities in candidate order and the version that computed them."""
 

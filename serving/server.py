@@ -2,9 +2,12 @@
 
 Routes: ``POST /v1/score``, ``GET /healthz`` (process alive), ``GET /readyz`` (a model is loaded),
 ``GET /metrics`` (Prometheus text), ``POST /admin/reload`` (load beside, swap), OpenAPI at
-``/docs``. Bad input always gets a 4xx with a reason: 413 for an oversized body (declared or
-actual bytes), 422 for malformed JSON (NaN/Infinity included) or a schema violation, 400 for field
-names the model does not know and for the count limits. Torch is never imported here.
+``/docs``, and the optional stateful path of ``serving.stateful`` (``POST /v1/users/{user_id}/events``,
+``POST /v1/users/{user_id}/score``, ``DELETE /v1/users/{user_id}``). Bad input always gets a 4xx with
+a reason: 413 for an oversized body (declared or actual bytes), 422 for malformed JSON (NaN/Infinity
+included) or a schema violation, 400 for field names the model does not know and for the count
+limits, 404/409 on the stateful path (no state; changed profile or concurrent append). Torch is
+never imported here.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from serving.schemas import (
     loads_strict,
 )
 from serving.service import BadRequest, Limits, allowed_fields, score
+from serving.stateful import user_routes
+from serving.user_state import UserStateCache
 from suan.utils.config import Config, require
 
 log = logging.getLogger("suan.serving")
@@ -59,6 +64,8 @@ class ServiceConfig(Config):
         limits: request limits. Default: :class:`Limits` defaults.
         concurrency: requests scored at once; the others wait their turn in arrival order instead of
             sharing the cores (which stretches every one of them). 0 = CPU cores // threads. Default: 0.
+        max_users: most users whose incremental state is cached (stateful path; least recently used
+            evicted first). Default: 10000.
     """
 
     model: str
@@ -68,9 +75,11 @@ class ServiceConfig(Config):
     watch_seconds: float = 0.0
     limits: Limits = Limits()
     concurrency: int = 0
+    max_users: int = 10_000
 
     def validate(self) -> None:
         require(bool(self.model), "model must not be empty")
+        require(self.max_users >= 1, "max_users must be >= 1")
         require(self.threads >= 1 and self.watch_seconds >= 0, "threads must be >= 1, watch_seconds >= 0")
         require(self.concurrency >= 0, "concurrency must be >= 0 (0 = CPU cores // threads)")
 
@@ -131,6 +140,18 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+def _path_label(path: str) -> str:
+    """The route template of a path (user ids are not labels), ``other`` for unknown paths."""
+    if path in PATHS:
+        return path
+    parts = path.split("/")  # "", "v1", "users", user_id[, "events" | "score"]
+    if parts[:3] != ["", "v1", "users"] or len(parts) not in (4, 5) or not parts[3]:
+        return "other"
+    if len(parts) == 4:
+        return "/v1/users/{user_id}"
+    return f"/v1/users/{{user_id}}/{parts[4]}" if parts[4] in ("events", "score") else "other"
+
+
 class MetricsMiddleware:
     """Counts every HTTP request by path and status and observes its latency (unknown paths → ``other``)."""
 
@@ -140,7 +161,7 @@ class MetricsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path = scope["path"] if scope["path"] in PATHS else "other"
+        path = _path_label(scope["path"])
         status, start = 0, time.perf_counter()
 
         async def observe(message: dict) -> None:
@@ -206,7 +227,7 @@ def _install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
         metrics.errors.inc(kind=exc.kind)
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -221,12 +242,15 @@ def _install_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
 
 
 ERRORS = {400: {"model": ErrorResponse, "description": "unknown field names, no or too many candidates"},
+          404: {"model": ErrorResponse, "description": "stateful path: no cached state for the user"},
+          409: {"model": ErrorResponse, "description": "stateful path: profile changed or concurrent append"},
           413: {"model": ErrorResponse, "description": "request body too large"},
           422: {"model": ErrorResponse, "description": "malformed JSON or schema violation"},
           503: {"model": ErrorResponse, "description": "no model loaded yet"}}
 
 
-def _routes(store: ModelStore, limits: Limits, metrics: ServiceMetrics, admin_token: str, slots: int) -> APIRouter:
+def _routes(store: ModelStore, limits: Limits, metrics: ServiceMetrics, admin_token: str, slots: int,
+            max_users: int) -> APIRouter:
     router = APIRouter(route_class=StrictJSONRoute)
     # the endpoint runs in the server's thread pool; only ``slots`` requests are scored at once
     scoring = threading.BoundedSemaphore(slots)
@@ -236,6 +260,9 @@ def _routes(store: ModelStore, limits: Limits, metrics: ServiceMetrics, admin_to
         if model is None:
             raise HTTPException(503, f"no model loaded yet{': ' + store.error if store.error else ''}")
         return model
+
+    cache = UserStateCache(max_users, on_evict=lambda n: metrics.user_state_evictions.inc(n))
+    router.include_router(user_routes(serving, cache, limits, metrics, scoring, StrictJSONRoute, ERRORS))
 
     @router.post("/v1/score", response_model=ScoreResponse, responses=ERRORS, tags=["scoring"])
     def score_candidates(body: ScoreRequest) -> ScoreResponse:
@@ -320,7 +347,7 @@ def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token:
                               "(ONNX Runtime, no torch at request time).")
     app.state.store, app.state.metrics = store, metrics
     _install_error_handlers(app, metrics)
-    app.include_router(_routes(store, cfg.limits, metrics, token, cfg.scoring_slots))
+    app.include_router(_routes(store, cfg.limits, metrics, token, cfg.scoring_slots, cfg.max_users))
     app.add_middleware(BodyLimitMiddleware, limit=cfg.limits.max_body_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, sees every status
     return app

@@ -38,11 +38,12 @@ class Limits(Config):
 
 
 class BadRequest(RequestError):
-    """A well-formed request the model cannot score; ``kind`` labels the error metric."""
+    """A well-formed request the model cannot score; ``kind`` labels the error metric, ``status`` is the
+    HTTP status (a 4xx). Default status: 400."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, status: int = 400) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.status = kind, status
 
 
 def allowed_fields(space: FeatureSpace) -> dict[str, list[str]]:
@@ -72,28 +73,48 @@ def _check_names(part: str, items: Iterable[tuple[str, Mapping]], allowed: list[
 
 def check_request(space: FeatureSpace, req: ScoreRequest, limits: Limits) -> None:
     """Raise :class:`BadRequest` for unknown field names, no or too many candidates, an absurd history."""
-    n_cand, n_hist = len(req.candidates), len(req.history)
+    n_hist = len(req.history)
+    check_candidate_count(len(req.candidates), limits)
+    if n_hist > limits.max_history:
+        raise BadRequest("history_too_long", f"{n_hist} history entries exceed the limit of {limits.max_history} "
+                                             f"(--max-history); the model reads only the {space.max_len} most "
+                                             "recent, send those")
+    check_user(space, req.user)
+    check_context(space, req.context)
+    check_history(space, req.history)
+    check_candidates(space, req.candidates)
+
+
+def check_candidate_count(n_cand: int, limits: Limits) -> None:
     if n_cand == 0:
         raise BadRequest("empty_candidates", "candidates is empty: send at least one candidate to score")
     if n_cand > limits.max_candidates:
         raise BadRequest("too_many_candidates", f"{n_cand} candidates exceed the limit of {limits.max_candidates} "
                                                 "per request (--max-candidates): split the request")
-    if n_hist > limits.max_history:
-        raise BadRequest("history_too_long", f"{n_hist} history entries exceed the limit of {limits.max_history} "
-                                             f"(--max-history); the model reads only the {space.max_len} most "
-                                             "recent, send those")
-    allowed = allowed_fields(space)
+
+
+def check_user(space: FeatureSpace, user: Mapping) -> None:
+    _check_names("user", [("user", user)], allowed_fields(space)["user"])
+
+
+def check_context(space: FeatureSpace, context: Mapping) -> None:
     time_ctx = sorted(set(space.time_context))
-    _check_names("user", [("user", req.user)], allowed["user"])
-    _check_names("context", [("context", req.context)], allowed["context"],
+    _check_names("context", [("context", context)], allowed_fields(space)["context"],
                  f"; {time_ctx} are derived from timestamp" if time_ctx else "")
-    _check_names("history", ((f"history[{k}]", h.__pydantic_extra__ or {}) for k, h in enumerate(req.history)),
-                 allowed["history"])
-    _check_names("candidate", ((f"candidates[{k}]", c) for k, c in enumerate(req.candidates)),
-                 allowed["candidates"])
-    for k, c in enumerate(req.candidates):
+
+
+def check_history(space: FeatureSpace, history: list, part: str = "history") -> None:
+    _check_names("history", ((f"{part}[{k}]", h.__pydantic_extra__ or {}) for k, h in enumerate(history)),
+                 allowed_fields(space)["history"])
+
+
+def check_candidates(space: FeatureSpace, candidates: list[dict]) -> None:
+    """Unknown field names and empty candidates (the count limits are checked by the caller)."""
+    allowed = allowed_fields(space)["candidates"]
+    _check_names("candidate", ((f"candidates[{k}]", c) for k, c in enumerate(candidates)), allowed)
+    for k, c in enumerate(candidates):
         if not c:
-            raise BadRequest("empty_candidate", f"candidates[{k}] has no fields; give some of {allowed['candidates']}")
+            raise BadRequest("empty_candidate", f"candidates[{k}] has no fields; give some of {allowed}")
 
 
 def score(model: LoadedModel, req: ScoreRequest, limits: Limits) -> ScoreResponse:

@@ -77,6 +77,12 @@ class ModelConfig(Config):
             removed mass moved to the other keys (1.0 = off). Default: 1.0.
         sink_tau: a history key is a sink when its mean attention from history queries is >= tau / n.
             Default: 5.0.
+        incremental: history tokens that do not depend on the request, so a per-user state can be built one
+            behaviour at a time (``suan.models.incremental``): positions count from the first behaviour
+            (capped at seq_len), the time feature is the log gap to the previous behaviour (a candidate's:
+            to the last behaviour), the whole history is read (no cut to seq_len) and SUAN's dual gate pools
+            the history causally. Needs a sequence arch, a recurrent mixer and head ``last``, no layer
+            router. Default: False.
     """
 
     arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
@@ -101,6 +107,7 @@ class ModelConfig(Config):
     ablate: str = ""
     sink_beta: float = 1.0
     sink_tau: float = 5.0
+    incremental: bool = False
 
     def validate(self) -> None:
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
@@ -126,6 +133,18 @@ class ModelConfig(Config):
         require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
         require(not (self.layer_router and ablations), "layer_router and ablate do not combine")
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
+        if self.incremental:
+            self._validate_incremental(sequence)
+
+    def _validate_incremental(self, sequence: bool) -> None:
+        # imported here: the registry imports every mixer (torch), the config stays cheap to import
+        from suan.mixers.registry import MIXERS
+
+        spec = MIXERS.get(self.mixer_name)
+        recurrent = sorted(name for name, s in MIXERS.items() if s.recurrent)
+        require(sequence and spec is not None and spec.recurrent,
+                f"incremental needs a sequence arch and a recurrent mixer {recurrent}, got {self.mixer_name!r}")
+        require(self.head == "last" and not self.layer_router, "incremental needs head 'last' and no layer_router")
 
     @classmethod
     def from_grade(cls, arch: str, grade: int, **overrides) -> ModelConfig:

@@ -1,4 +1,9 @@
-"""Sequence blocks: SUAN's Unified Attention Block, a pre-norm Transformer block (BST), an HSTU block."""
+"""Sequence blocks: SUAN's Unified Attention Block, a pre-norm Transformer block (BST), an HSTU block.
+
+Over a recurrent mixer each block also has a per-user state form (``init_state`` / ``step`` for one
+history token / ``candidates``) used by ``suan.models.incremental``; it equals ``forward`` when the
+model is built with ``incremental=True`` (SUAN's gate then pools the history causally).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,14 @@ from suan.modules.layers import SwiGLU
 def stale_source(stale_qk: bool, norm: nn.Module, ctx: dict[str, Tensor]) -> dict[str, Tensor]:
     """``{"qk_source": norm(first layer's input)}`` for the ``stale_qk`` ablation, else ``{}``."""
     return {"qk_source": norm(ctx["first"])} if stale_qk else {}
+
+
+def _prefixed(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {f"mixer.{k}": v for k, v in state.items()}
+
+
+def _unprefixed(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k.removeprefix("mixer."): v for k, v in state.items() if k.startswith("mixer.")}
 
 
 class CrossAttention(nn.Module):
@@ -45,17 +58,28 @@ class DualAlignmentGate(nn.Module):
     """Per-channel softmax over two branches, driven by their mean over history tokens.
 
     The mean runs over history tokens only: including candidates would let candidates scored
-    together influence each other.
+    together influence each other. With ``causal`` a history token pools the history up to itself
+    (candidates: the whole history), so no token depends on later behaviours (incremental models).
     """
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, causal: bool = False) -> None:
         super().__init__()
         self.squeeze = nn.Linear(d, max(d // 4, 1))
         self.expand = nn.Linear(max(d // 4, 1), 2 * d)
+        self.causal = causal
+
+    def mix(self, a: Tensor, b: Tensor, pooled: Tensor) -> Tensor:
+        """a, b, pooled [B, N, D] → [B, N, D]: per-token gates from ``pooled``."""
+        logits = self.expand(F.relu(self.squeeze(pooled)))  # [B, N, 2D]
+        gates = torch.softmax(rearrange(logits, "b n (t d) -> b n t d", t=2), dim=2)  # [B, N, 2, D]
+        return gates[:, :, 0] * a + gates[:, :, 1] * b
 
     def forward(self, a: Tensor, b: Tensor, history: Tensor) -> Tensor:
         """a, b [B, L, D]; history [B, L] bool → [B, L, D] gated sum."""
         w = history.unsqueeze(-1).to(a.dtype)  # [B, L, 1]
+        if self.causal:
+            prefix = torch.cumsum((a + b) * w, dim=1) / torch.cumsum(w, dim=1).clamp(min=1.0)  # [B, L, D]
+            return self.mix(a, b, prefix)
         pooled = ((a + b) * w).sum(1) / w.sum(1).clamp(min=1.0)  # [B, D]
         logits = self.expand(F.relu(self.squeeze(pooled)))  # [B, 2D]
         gates = torch.softmax(rearrange(logits, "b (t d) -> b t d", t=2), dim=1)  # [B, 2, D]
@@ -70,16 +94,18 @@ class UnifiedAttentionBlock(nn.Module):
         ffn_mult: SwiGLU width multiplier.
         dropout: dropout on branch outputs.
         layer_router: a per-sample router picks full or sparse self-attention. Default: False.
+        causal_gate: the dual gate pools the history causally (incremental models). Default: False.
     """
 
-    def __init__(self, mixer: MixerConfig, ffn_mult: int, dropout: float, layer_router: bool = False) -> None:
+    def __init__(self, mixer: MixerConfig, ffn_mult: int, dropout: float, layer_router: bool = False,
+                 causal_gate: bool = False) -> None:
         super().__init__()
         d = mixer.d_model
         self.norm_self, self.norm_cross, self.norm_ffn = nn.RMSNorm(d), nn.RMSNorm(d), nn.RMSNorm(d)
         self.self_attn = RoutedAttention(mixer) if layer_router else build_mixer(mixer)
         self.stale_qk = mixer.ablate == "stale_qk"
         self.cross_attn = CrossAttention(d, mixer.num_heads)
-        self.gate = DualAlignmentGate(d)
+        self.gate = DualAlignmentGate(d, causal=causal_gate)
         self.ffn = SwiGLU(d, ffn_mult)
         self.drop = nn.Dropout(dropout)
 
@@ -88,6 +114,32 @@ class UnifiedAttentionBlock(nn.Module):
                            timestamps=ctx["timestamps"], **stale_source(self.stale_qk, self.norm_self, ctx))
         c = self.cross_attn(self.norm_cross(x + s), ctx["profile"])
         x = x + self.drop(self.gate(s, c, ctx["history"]))
+        return x + self.drop(self.ffn(self.norm_ffn(x)))
+
+    def init_state(self, batch: int) -> dict[str, Tensor]:
+        """Recurrent mixer state (``mixer.*``) and the running sum of both branches over history (``gate_sum``)."""
+        d = self.norm_self.weight.shape[0]
+        return {**_prefixed(self.self_attn.init_state(batch)),
+                "gate_sum": torch.zeros(batch, d, device=self.norm_self.weight.device)}
+
+    def step(self, x_t: Tensor, ts_t: Tensor, ctx: dict[str, Tensor],
+             state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One history token (needs ``causal_gate``): x_t [B, D], ts_t [B]; ctx ``profile`` [B, P, D] and
+        ``count`` [B] (history tokens including this one) → (output [B, D], new state)."""
+        s, mixer = self.self_attn.step(self.norm_self(x_t), ts_t, _unprefixed(state))
+        c = self.cross_attn(self.norm_cross(x_t + s).unsqueeze(1), ctx["profile"])[:, 0]  # [B, D]
+        gate_sum = state["gate_sum"] + (s + c)
+        pooled = gate_sum / ctx["count"].clamp(min=1).unsqueeze(-1).to(x_t.dtype)  # [B, D]
+        x = x_t + self.drop(self.gate.mix(s.unsqueeze(1), c.unsqueeze(1), pooled.unsqueeze(1))[:, 0])
+        return x + self.drop(self.ffn(self.norm_ffn(x))), {**_prefixed(mixer), "gate_sum": gate_sum}
+
+    def candidates(self, x_c: Tensor, ts_c: Tensor, ctx: dict[str, Tensor], state: dict[str, Tensor]) -> Tensor:
+        """Candidate outputs [B, C, D] from x_c [B, C, D], ts_c [B, C] and the state after the history
+        (ctx ``count`` [B] = history length)."""
+        s = self.self_attn.score_candidates(self.norm_self(x_c), ts_c, _unprefixed(state))
+        c = self.cross_attn(self.norm_cross(x_c + s), ctx["profile"])
+        pooled = state["gate_sum"] / ctx["count"].clamp(min=1).unsqueeze(-1).to(x_c.dtype)  # [B, D]
+        x = x_c + self.drop(self.gate.mix(s, c, pooled.unsqueeze(1).expand_as(s)))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
 
 
@@ -108,6 +160,19 @@ class TransformerBlock(nn.Module):
                                     timestamps=ctx["timestamps"], **stale_source(self.stale_qk, self.norm1, ctx)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
+    def init_state(self, batch: int) -> dict[str, Tensor]:
+        return _prefixed(self.attn.init_state(batch))
+
+    def step(self, x_t: Tensor, ts_t: Tensor, ctx: dict[str, Tensor],
+             state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        y, mixer = self.attn.step(self.norm1(x_t), ts_t, _unprefixed(state))
+        x = x_t + self.drop(y)
+        return x + self.drop(self.ffn(self.norm2(x))), _prefixed(mixer)
+
+    def candidates(self, x_c: Tensor, ts_c: Tensor, ctx: dict[str, Tensor], state: dict[str, Tensor]) -> Tensor:
+        x = x_c + self.drop(self.attn.score_candidates(self.norm1(x_c), ts_c, _unprefixed(state)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
 
 class HSTUBlock(nn.Module):
     """HSTU layer: ``x + HSTUAttention(RMSNorm(x))`` (the U gate replaces the FFN)."""
@@ -121,6 +186,17 @@ class HSTUBlock(nn.Module):
     def forward(self, x: Tensor, ctx: dict[str, Tensor]) -> Tensor:
         return x + self.drop(self.attn(self.norm(x), lengths=ctx["lengths"], num_targets=ctx["num_targets"],
                                        timestamps=ctx["timestamps"]))
+
+    def init_state(self, batch: int) -> dict[str, Tensor]:
+        return _prefixed(self.attn.init_state(batch))
+
+    def step(self, x_t: Tensor, ts_t: Tensor, ctx: dict[str, Tensor],
+             state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        y, mixer = self.attn.step(self.norm(x_t), ts_t, _unprefixed(state))
+        return x_t + self.drop(y), _prefixed(mixer)
+
+    def candidates(self, x_c: Tensor, ts_c: Tensor, ctx: dict[str, Tensor], state: dict[str, Tensor]) -> Tensor:
+        return x_c + self.drop(self.attn.score_candidates(self.norm(x_c), ts_c, _unprefixed(state)))
 
 
 BLOCKS = {"suan": UnifiedAttentionBlock, "lightsuan": UnifiedAttentionBlock, "bst": TransformerBlock,

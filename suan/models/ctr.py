@@ -15,10 +15,17 @@ from torch import Tensor, nn
 from features.schema import FeatureMap
 from suan.config import ModelConfig, parse_ablate
 from suan.mixers.base import MixerConfig
-from suan.models.blocks import BLOCKS
+from suan.models.blocks import BLOCKS, UnifiedAttentionBlock
 from suan.models.histograph import HistographReadout
 from suan.models.inputs import FeatureEmbedder
-from suan.models.sequence import age_buckets, append_candidates, gather_candidates, keep_recent
+from suan.models.sequence import (
+    age_buckets,
+    append_candidates,
+    gap_buckets,
+    gather_candidates,
+    keep_recent,
+    start_positions,
+)
 from suan.modules.layers import MLPHead
 from suan.ops.common.masks import TIME_BUCKETS, positions, valid_tokens
 
@@ -57,25 +64,34 @@ class SequenceCTR(CTRModel):
         self.pos_emb = nn.Embedding(cfg.seq_len + 1, d)
         self.time_emb = nn.Embedding(TIME_BUCKETS, d)
         block, ablations = BLOCKS[cfg.arch], parse_ablate(cfg.ablate, cfg.num_layers)
-        router = {"layer_router": True} if cfg.layer_router else {}
+        options = {"layer_router": True} if cfg.layer_router else {}
+        if cfg.incremental and block is UnifiedAttentionBlock:
+            options["causal_gate"] = True
         self.blocks = nn.ModuleList(block(mixer_config(cfg).replace(ablate=ablations.get(i, "")), cfg.ffn_mult,
-                                          cfg.dropout, **router) for i in range(cfg.num_layers))
+                                          cfg.dropout, **options) for i in range(cfg.num_layers))
         self.final_norm = nn.RMSNorm(d)
         self.readout = HistographReadout(d) if cfg.head == "histograph" else None
 
     def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, bool]:
         """Candidate outputs [B, C, D], profile tokens [B, P, D], and whether C came as one."""
         single, C = self._candidate_ids_shape(batch)
-        hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], self.cfg.seq_len)  # [B, m, D]
-        hist_ts, _ = keep_recent(batch["hist_ts"], batch["hist_len"], self.cfg.seq_len)  # [B, m]
+        if self.cfg.incremental:  # the whole history: a per-user state never forgets a behaviour
+            hist, n, hist_ts = self.embed.history(batch), batch["hist_len"], batch["hist_ts"]  # [B, m, D]
+        else:
+            hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], self.cfg.seq_len)  # [B, m, D]
+            hist_ts, _ = keep_recent(batch["hist_ts"], batch["hist_len"], self.cfg.seq_len)  # [B, m]
         target_ts = batch["target_ts"]
         tokens = append_candidates(hist, n, self.embed.candidates(batch))  # [B, m + C, D]
         ts = append_candidates(hist_ts, n, target_ts.unsqueeze(1).expand(-1, C))  # [B, m + C]
         lengths = n + C
         num_targets = torch.full_like(n, C)
         L = tokens.shape[1]
-        recency = n.unsqueeze(1) - positions(lengths, num_targets, L)  # [B, L] 0 = candidate
-        tokens = tokens + self.pos_emb(recency.clamp(0, self.cfg.seq_len)) + self.time_emb(age_buckets(target_ts, ts))
+        if self.cfg.incremental:
+            pos, time = start_positions(n, L, self.cfg.seq_len), gap_buckets(ts, n, target_ts)  # [B, L]
+        else:
+            recency = n.unsqueeze(1) - positions(lengths, num_targets, L)  # [B, L] 0 = candidate
+            pos, time = recency.clamp(0, self.cfg.seq_len), age_buckets(target_ts, ts)  # [B, L]
+        tokens = tokens + self.pos_emb(pos) + self.time_emb(time)
         valid = valid_tokens(lengths, L)
         x = tokens * valid.unsqueeze(-1).to(tokens.dtype)
         profile = self.embed.profile(batch)

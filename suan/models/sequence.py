@@ -76,3 +76,36 @@ def age_buckets(target_ts: Tensor, ts: Tensor) -> Tensor:
         [B, L] int64 in 0..TIME_BUCKETS-1.
     """
     return log_time_bucket(target_ts.unsqueeze(1) - ts)
+
+
+def start_positions(n_hist: Tensor, length: int, seq_len: int) -> Tensor:
+    """Request-independent position ids: ``1 + min(i, seq_len - 1)`` for history token ``i``, 0 for candidates.
+
+    Args:
+        n_hist: [B] history lengths.
+        length: L, tokens per row (history, then candidates, then padding).
+        seq_len: positions learned; later behaviours share the last one.
+
+    Returns:
+        [B, L] int64 in 0..seq_len.
+    """
+    idx = torch.arange(length, device=n_hist.device).unsqueeze(0)  # [1, L]
+    return torch.where(idx < n_hist.unsqueeze(1), 1 + idx.clamp(max=seq_len - 1), torch.zeros_like(idx))
+
+
+def gap_buckets(ts: Tensor, n_hist: Tensor, target_ts: Tensor) -> Tensor:
+    """Log bucket of each behaviour's gap to the previous one (the first: 0), of a candidate's to the last one.
+
+    Args:
+        ts: [B, L] timestamps of ``[history, candidates, pad]``.
+        n_hist: [B] history lengths.
+        target_ts: [B] impression time (an empty history gives its candidates gap 0).
+
+    Returns:
+        [B, L] int64 in 0..TIME_BUCKETS-1.
+    """
+    idx = torch.arange(ts.shape[1], device=ts.device).unsqueeze(0)  # [1, L]
+    previous = torch.cat([ts[:, :1], ts[:, :-1]], dim=1)  # [B, L]
+    last = torch.gather(ts, 1, (n_hist - 1).clamp(min=0).unsqueeze(1))  # [B, 1]
+    last = torch.where(n_hist.unsqueeze(1) > 0, last, target_ts.unsqueeze(1))
+    return log_time_bucket(ts - torch.where(idx < n_hist.unsqueeze(1), previous, last))
