@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -375,5 +376,20 @@ def run(cfg: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, worker
         return
     os.environ[CONFIG_ENV] = cfg.to_json()
     os.environ[CONFIG_ENV + "_LOG_LEVEL"] = log_level
-    uvicorn.run("serving.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                access_log=access_log, log_level=log_level)
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("serving.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                            access_log=access_log, log_level=log_level)
+    Multiprocess(config, sockets=[no_delay(config.bind_socket())]).run()
+
+
+def no_delay(sock: socket.socket) -> socket.socket:
+    """Set TCP_NODELAY on the shared listening socket; accepted connections inherit it (Linux, macOS).
+
+    uvicorn's multi-worker socket is made with protocol 0, so asyncio's own per-connection TCP_NODELAY
+    (which checks for IPPROTO_TCP) is skipped; Nagle then holds a response's second write until the
+    client's delayed ACK: every keep-alive request took >= 40 ms (48 ms p50 vs 3.5 ms for one worker).
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
