@@ -40,7 +40,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import minimize_scalar
 
-from scaling._powerlaw import DEFAULT_EXPONENT_GRID, bootstrap, identifiable, log_predict, solve
+from scaling._powerlaw import (
+    DEFAULT_EXPONENT_GRID,
+    EXPONENT_BOUNDS,
+    bootstrap,
+    identifiable,
+    log_predict,
+    solve,
+)
 
 Metric = Literal["logloss", "auc"]
 
@@ -188,7 +195,16 @@ class PowerLawFit:
             "n_bootstrap": len(self.bootstrap_params),
             "huber_delta": self.huber_delta,
             "extrapolation": [c.to_dict() for c in self.extrapolation],
+            "at_bound": self.at_bound,
         }
+
+    @property
+    def at_bound(self) -> list[str]:
+        """Exponents stuck at a bound of the search (``EXPONENT_BOUNDS``): no power law is identified on
+        that axis (at the upper bound its term has vanished into the floor; at the lower, into A)."""
+        lo, hi = EXPONENT_BOUNDS
+        return [k for k in ("alpha", "beta") if k in self.coefficients
+                and not lo * 1.01 < self.coefficients[k] < hi * 0.99]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -216,6 +232,31 @@ class ComputeOptimal:
     def to_dict(self) -> dict:
         """Plain JSON types."""
         return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+def find_bend(x: ArrayLike, y: ArrayLike, *, metric: Metric) -> dict | None:
+    """Where a metric stops improving along an axis; None when its best value is at the largest x.
+
+    A power law in x only describes the points up to the best one: past it the metric saturates or gets
+    worse (overfitting, too little data for the size, too few steps for the size), and fitting through
+    those points would bend the exponent instead of saying so.
+
+    Args:
+        x: [S] axis values (one per point; seeds already averaged).
+        y: [S] logloss (lower is better) or AUC (higher is better).
+        metric: "logloss" or "auc".
+
+    Returns:
+        ``{"best_x", "best", "after": [[x, y], ...]}`` with the points past the best, or None.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    best = int(np.argmin(y) if metric == "logloss" else np.argmax(y))
+    if best == len(x) - 1:
+        return None
+    return {"best_x": float(x[best]), "best": float(y[best]),
+            "after": [[float(a), float(b)] for a, b in zip(x[best + 1:], y[best + 1:], strict=True)]}
 
 
 def fit_axis(

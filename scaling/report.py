@@ -2,8 +2,11 @@
 
 Seeds are averaged per (grade, fraction). Model-size axes (non-embedding parameters, FLOPs per
 sample) use the runs at the largest data fraction; the data axis uses the runs of the largest
-grade; the joint law uses every point. A fit that the points cannot identify (fewer than 3
-distinct values on an axis) is recorded as skipped with the reason, never forced.
+grade; the joint law uses every point. A fit that the points cannot identify (fewer than 4
+distinct values on an axis) is recorded as skipped with the reason, never forced. Where an axis
+stops improving (its best point is not its largest) the report says where the law bends and fits
+only the points up to it; an exponent stuck at the edge of its search range is flagged as "no power
+law identified" rather than reported as a finding.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.fit import compute_optimal, fit_axis, fit_joint
+from scaling.fit import compute_optimal, find_bend, fit_axis, fit_joint
 from scaling.plots import plot_axis_fit, plot_joint_contours
 from scaling.sweep import load_manifest
 
@@ -58,13 +61,17 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
             sub = _axis_subset(points, axis)
             name = f"{metric}_vs_{axis}"
             x, y = np.array([p[axis] for p in sub]), np.array([p[key] for p in sub])
+            # past its best point the axis no longer follows a law: fit up to the bend and say where it is
+            bend = find_bend(x, y, metric=metric)
+            keep = x <= bend["best_x"] if bend else np.ones(len(x), dtype=bool)
             try:
                 # fit_axis refuses fewer than 4 distinct x: 3 points would be interpolated, not fitted
-                fit = fit_axis(x, y, metric=metric, axis=axis, n_bootstrap=n_bootstrap)
+                fit = fit_axis(x[keep], y[keep], metric=metric, axis=axis, n_bootstrap=n_bootstrap)
             except ValueError as exc:
-                result["per_axis"][name] = {"skipped": f"{exc} (have {len(set(x.tolist()))} values of {axis})"}
+                result["per_axis"][name] = {"skipped": f"{exc} (have {len(set(x[keep].tolist()))} values of "
+                                                       f"{axis}{' up to the bend' if bend else ''})", "bend": bend}
                 continue
-            result["per_axis"][name] = fit.to_dict()
+            result["per_axis"][name] = {**fit.to_dict(), "bend": bend}
             plot_axis_fit(fit, x, y, out / "plots" / f"{name}.png", color_by=[p["fraction"] for p in sub],
                           x_label=label, title=f"{metric} vs {label}")
         _joint(points, metric, key, out, n_bootstrap, result)
@@ -102,13 +109,22 @@ def render_report(result: dict) -> str:
     for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
         lines += ["", f"## {section}", ""]
         for name, fit in fits.items():
+            bend = fit.get("bend")
+            if bend:
+                after = ", ".join(f"{x:,.4g}: {y:.4f}" for x, y in bend["after"])
+                lines.append(f"- **{name}**: the law bends — best {bend['best']:.4f} at {bend['best_x']:,.4g}, "
+                             f"worse beyond it ({after}); fitted only up to the bend")
             if "skipped" in fit:
                 lines.append(f"- **{name}**: skipped — {fit['skipped']}")
                 continue
             lines.append(f"- **{name}**: `{fit['form']}`; R² = {fit['r2']:.3f}")
+            if fit.get("at_bound"):
+                lines.append(f"  - **no power law identified**: {', '.join(fit['at_bound'])} at the edge of the "
+                             "exponent search (the term vanished into the floor or the amplitude)")
             for coef, value in fit["coefficients"].items():
-                lo, hi = fit["ci"].get(coef, (float("nan"), float("nan")))
-                lines.append(f"  - {coef} = {value:.4g} (95% CI {lo:.4g} … {hi:.4g})")
+                lo, hi = fit["ci"].get(coef, (None, None))
+                ci = f"95% CI {lo:.4g} … {hi:.4g}" if lo is not None and hi is not None else "no bootstrap"
+                lines.append(f"  - {coef} = {value:.4g} ({ci})")
             for check in fit.get("extrapolation", []):
                 lines.append(f"  - extrapolation without the largest {check['axis']}: relative error "
                              f"{', '.join(f'{e:.2%}' for e in check['rel_error'])}")

@@ -220,3 +220,21 @@ def test_compute_optimal_rejects_bad_requests():
     joint = fit_joint(N_GRID, D_GRID, _joint_law(N_GRID, D_GRID), n_bootstrap=0)
     with pytest.raises(ValueError, match="flops"):
         compute_optimal(joint, 1.0)
+
+
+def test_find_bend_names_the_best_point_and_those_past_it():
+    from scaling.fit import find_bend
+
+    x = [4.0, 1.0, 2.0, 3.0]  # any order
+    assert find_bend(x, [0.40, 0.50, 0.45, 0.42], metric="logloss") is None
+    assert find_bend(x, [0.44, 0.50, 0.45, 0.42], metric="logloss") == {"best_x": 3.0, "best": 0.42,
+                                                                       "after": [[4.0, 0.44]]}
+    assert find_bend(x, [0.66, 0.60, 0.70, 0.68], metric="auc")["best_x"] == 2.0
+
+
+def test_an_exponent_at_its_search_bound_is_flagged():
+    x = np.logspace(3, 6, 6)
+    flat = fit_axis(x, 0.45 + 0 * x + np.linspace(0, 1e-4, 6)[::-1], metric="logloss", n_bootstrap=0)
+    clean = fit_axis(x, 0.4 + 3.0 / x**0.3, metric="logloss", n_bootstrap=0)
+    assert clean.at_bound == [] and flat.to_dict()["at_bound"] == flat.at_bound
+    assert flat.at_bound == ["alpha"]

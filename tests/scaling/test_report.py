@@ -44,3 +44,18 @@ def test_too_few_points_are_skipped_with_the_reason(tmp_path):
     assert "skipped" in result["per_axis"]["logloss_vs_params_dense"]
     assert "skipped" in result["joint"]["auc"]
     assert "skipped" in render_report(result)
+
+
+def test_a_bend_is_reported_and_only_the_points_before_it_are_fitted(tmp_path):
+    manifest = json.loads((_manifest(tmp_path, grades=6, fractions=(0.25, 0.5, 1.0)) / "manifest.json").read_text())
+    for point in manifest["points"].values():
+        if point.get("grade") == 5:  # the largest model overfits: worse than grade 4 at every data size
+            point["metrics"]["test_logloss"] += 0.05
+            point["metrics"]["test_auc"] -= 0.05
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    result = fit_sweep(tmp_path, n_bootstrap=0)
+    fit = result["per_axis"]["logloss_vs_params_dense"]
+    assert fit["bend"]["best_x"] == pytest.approx(1e4 * 4**4)
+    assert fit["n_points"] == 5 and fit["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.1)
+    assert "the law bends" in render_report(result)
+    assert result["per_axis"]["logloss_vs_train_samples"]["bend"] is None  # more data still helps
