@@ -93,6 +93,9 @@ def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: in
     result["joint"][metric] = fit.to_dict()
     plot_joint_contours(fit, n, d, y, out / "plots" / f"joint_{metric}.png", n_label=AXES["params_dense"],
                         d_label=AXES["train_samples"], title=f"iso-{metric} contours of the joint fit")
+    if fit.at_bound:  # an allocation from an exponent the data did not identify would be made up
+        result["compute_optimal"][metric] = {"skipped": f"{', '.join(fit.at_bound)} not identified"}
+        return
     budgets = [float(np.median(n * d)) * 6 * s for s in (1.0, 10.0, 100.0)]
     result["compute_optimal"][metric] = [compute_optimal(fit, c).to_dict() for c in budgets]
 
@@ -130,7 +133,20 @@ def render_report(result: dict) -> str:
                              f"{', '.join(f'{e:.2%}' for e in check['rel_error'])}")
             prefix = "joint_" if section == "Joint fits" else ""
             lines.append(f"\n  ![{name}](plots/{prefix}{name}.png)\n")
-    return "\n".join(lines)
+    return "\n".join(lines + _compute_optimal_lines(result.get("compute_optimal", {})))
+
+
+def _compute_optimal_lines(allocations: dict) -> list[str]:
+    """Markdown for the joint law's compute-optimal (N, D) at three FLOP budgets, or why there is none."""
+    lines = ["", "## Compute-optimal allocation (joint law, C = 6 N D)", ""]
+    for metric, rows in allocations.items():
+        if isinstance(rows, dict):
+            lines.append(f"- **{metric}**: skipped — {rows['skipped']}")
+            continue
+        lines += [f"**{metric}**", "", "| FLOP budget | N (params) | D (samples) | predicted |", "|---:|---:|---:|---:|"]
+        lines += [f"| {r['flops']:.3g} | {r['n_opt']:,.0f} | {r['d_opt']:,.0f} | {r['metric_opt']:.4f} |" for r in rows]
+        lines.append("")
+    return lines
 
 
 def run_scale_fit(args) -> dict:

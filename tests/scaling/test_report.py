@@ -37,6 +37,7 @@ def test_fit_sweep_recovers_planted_exponents_and_writes_outputs(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "plots/joint_logloss.png" in report and "plots/logloss_vs_params_dense.png" in report
     assert json.loads((tmp_path / "scaling_fit.json").read_text())["compute_optimal"]["logloss"]
+    assert "## Compute-optimal allocation" in report
 
 
 def test_too_few_points_are_skipped_with_the_reason(tmp_path):
@@ -59,3 +60,15 @@ def test_a_bend_is_reported_and_only_the_points_before_it_are_fitted(tmp_path):
     assert fit["n_points"] == 5 and fit["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.1)
     assert "the law bends" in render_report(result)
     assert result["per_axis"]["logloss_vs_train_samples"]["bend"] is None  # more data still helps
+
+
+def test_no_allocation_is_made_up_when_model_size_does_not_matter(tmp_path):
+    manifest = json.loads((_manifest(tmp_path) / "manifest.json").read_text())
+    for point in manifest["points"].values():
+        if point["status"] == "done":  # only the data term left: the N exponent cannot be identified
+            point["metrics"]["test_logloss"] = 0.40 + 20.0 / point["metrics"]["train_samples"] ** 0.35
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    result = fit_sweep(tmp_path, n_bootstrap=0)
+    assert result["joint"]["logloss"]["at_bound"] == ["alpha"]
+    assert "skipped" in result["compute_optimal"]["logloss"]
+    assert "no power law identified" in render_report(result)
