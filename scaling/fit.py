@@ -50,6 +50,8 @@ from scaling._powerlaw import (
 )
 
 Metric = Literal["logloss", "auc"]
+# a floor below this (logloss, or 1 - AUC) is "not identified": metrics here are O(0.1)
+FLOOR_EPS = 1e-6
 
 _FORMS = {
     ("logloss", 1): "L(x) = E + A * x**(-alpha)",
@@ -196,7 +198,14 @@ class PowerLawFit:
             "huber_delta": self.huber_delta,
             "extrapolation": [c.to_dict() for c in self.extrapolation],
             "at_bound": self.at_bound,
+            "floor_at_zero": self.floor_at_zero,
         }
+
+    @property
+    def floor_at_zero(self) -> bool:
+        """The fitted floor (E, or 1 - AUC_inf) went to ~0: the points show no saturation, so the law is a
+        pure power law over the observed range and says nothing about where the metric levels off."""
+        return bool(np.exp(self.params[0]) < FLOOR_EPS)
 
     @property
     def at_bound(self) -> list[str]:

@@ -124,6 +124,9 @@ def render_report(result: dict) -> str:
             if fit.get("at_bound"):
                 lines.append(f"  - **no power law identified**: {', '.join(fit['at_bound'])} at the edge of the "
                              "exponent search (the term vanished into the floor or the amplitude)")
+            if fit.get("floor_at_zero"):
+                lines.append("  - floor not identified (→ 0): no saturation in these points; the law describes the "
+                             "observed range only")
             for coef, value in fit["coefficients"].items():
                 lo, hi = fit["ci"].get(coef, (None, None))
                 ci = f"95% CI {lo:.4g} … {hi:.4g}" if lo is not None and hi is not None else "no bootstrap"

@@ -238,3 +238,9 @@ def test_an_exponent_at_its_search_bound_is_flagged():
     clean = fit_axis(x, 0.4 + 3.0 / x**0.3, metric="logloss", n_bootstrap=0)
     assert clean.at_bound == [] and flat.to_dict()["at_bound"] == flat.at_bound
     assert flat.at_bound == ["alpha"]
+
+
+def test_a_floor_the_points_do_not_show_is_flagged():
+    x = np.logspace(3, 6, 6)
+    assert fit_axis(x, 2.0 * x**-0.2, metric="logloss", n_bootstrap=0).floor_at_zero
+    assert not fit_axis(x, 0.4 + 3.0 / x**0.3, metric="logloss", n_bootstrap=0).floor_at_zero
