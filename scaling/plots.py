@@ -5,6 +5,8 @@
   dashed beyond the largest measured x, where it is an extrapolation.
 - ``plot_joint_contours``: iso-metric contours of a joint L(N, D) fit over log N × log D, the measured
   runs overlaid in the same colour scale, a few iso-FLOP lines and the compute-optimal frontier.
+- ``plot_sweep_grid``: every measured point, no fit: the metric against model size with one line per
+  data fraction, and against training samples with one line per grade (where a law bends shows here).
 """
 
 from __future__ import annotations
@@ -175,6 +177,39 @@ def plot_joint_contours(
     ax.set_ylabel(d_label or fit.axes[1])
     ax.set_title(title or f"{fit.form}  (R²={fit.r2:.3f})", fontsize=11)
     ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    return _save(fig, path)
+
+
+def plot_sweep_grid(points: list[dict], metric: str, path: str | Path, *, size_key: str = "params_dense",
+                    dpi: int = 120) -> Path:
+    """Two panels of measured points: metric vs ``size_key`` per data fraction, and vs samples per grade.
+
+    Args:
+        points: sweep points (``grade``, ``fraction``, ``train_samples``, ``size_key``, ``test_<metric>``).
+        metric: "logloss" or "auc".
+        path: output PNG file.
+        size_key: the model-size axis. Default: "params_dense".
+        dpi: resolution. Default: 120.
+
+    Returns:
+        The path written.
+    """
+    key = f"test_{metric}"
+    fig = Figure(figsize=(11.0, 4.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    for ax, (line_key, x_key, legend, x_label) in zip(
+            fig.subplots(1, 2),
+            [("fraction", size_key, "data fraction", "non-embedding parameters"),
+             ("grade", "train_samples", "grade", "training samples")], strict=True):
+        for value in sorted({pt[line_key] for pt in points}):
+            line = sorted((pt for pt in points if pt[line_key] == value), key=lambda pt: pt[x_key])
+            ax.plot([pt[x_key] for pt in line], [pt[key] for pt in line], marker="o", label=f"{legend} {value:g}")
+        ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(_METRIC_LABEL[metric])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"measured {_METRIC_NAME[metric]} of every sweep point")
     return _save(fig, path)
 
 

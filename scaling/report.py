@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling.fit import compute_optimal, find_bend, fit_axis, fit_joint
-from scaling.plots import plot_axis_fit, plot_joint_contours
+from scaling.plots import plot_axis_fit, plot_joint_contours, plot_sweep_grid
 from scaling.sweep import load_manifest
 
 AXES = {"params_dense": "non-embedding parameters", "flops_per_sample": "forward FLOPs per sample",
@@ -57,6 +57,8 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
     points = sweep_points(load_manifest(sweep))
     result: dict = {"points": points, "per_axis": {}, "joint": {}, "compute_optimal": {}}
     for metric, key in METRICS.items():
+        if points:
+            plot_sweep_grid(points, metric, out / "plots" / f"sweep_{metric}.png")
         for axis, label in AXES.items():
             sub = _axis_subset(points, axis)
             name = f"{metric}_vs_{axis}"
@@ -109,6 +111,7 @@ def render_report(result: dict) -> str:
         lines.append(f"| {p['grade']} | {p['fraction']:g} | {p['seeds']} | {p['params_dense']:,.0f} | "
                      f"{p['flops_per_sample']:,.0f} | {p['train_samples']:,.0f} | {p['test_logloss']:.4f} | "
                      f"{p['test_auc']:.4f} | {p['wall_s']:.0f} |")
+    lines += ["", *(f"![measured {m}](plots/sweep_{m}.png)" for m in METRICS)]
     for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
         lines += ["", f"## {section}", ""]
         for name, fit in fits.items():

@@ -38,6 +38,8 @@ def test_fit_sweep_recovers_planted_exponents_and_writes_outputs(tmp_path):
     assert "plots/joint_logloss.png" in report and "plots/logloss_vs_params_dense.png" in report
     assert json.loads((tmp_path / "scaling_fit.json").read_text())["compute_optimal"]["logloss"]
     assert "## Compute-optimal allocation" in report
+    assert "plots/sweep_auc.png" in report
+    assert (tmp_path / "plots" / "sweep_auc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_too_few_points_are_skipped_with_the_reason(tmp_path):
