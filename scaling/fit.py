@@ -209,11 +209,17 @@ class PowerLawFit:
 
     @property
     def at_bound(self) -> list[str]:
-        """Exponents stuck at a bound of the search (``EXPONENT_BOUNDS``): no power law is identified on
-        that axis (at the upper bound its term has vanished into the floor; at the lower, into A)."""
+        """Exponents the points do not identify: stuck at a bound of the search (``EXPONENT_BOUNDS``; at
+        the upper bound the term has vanished into the floor, at the lower into A), or with a bootstrap
+        interval that reaches both bounds (any exponent fits as well as the estimate)."""
         lo, hi = EXPONENT_BOUNDS
-        return [k for k in ("alpha", "beta") if k in self.coefficients
-                and not lo * 1.01 < self.coefficients[k] < hi * 0.99]
+        ci = self.ci
+
+        def unidentified(name: str) -> bool:
+            value, (ci_lo, ci_hi) = self.coefficients[name], ci[name]
+            return not lo * 1.01 < value < hi * 0.99 or (ci_lo <= lo * 1.01 and ci_hi >= hi * 0.99)
+
+        return [k for k in ("alpha", "beta") if k in self.coefficients and unidentified(k)]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

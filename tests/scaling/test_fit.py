@@ -244,3 +244,13 @@ def test_a_floor_the_points_do_not_show_is_flagged():
     x = np.logspace(3, 6, 6)
     assert fit_axis(x, 2.0 * x**-0.2, metric="logloss", n_bootstrap=0).floor_at_zero
     assert not fit_axis(x, 0.4 + 3.0 / x**0.3, metric="logloss", n_bootstrap=0).floor_at_zero
+
+
+def test_an_exponent_whose_interval_spans_the_search_range_is_not_identified():
+    from scaling._powerlaw import EXPONENT_BOUNDS
+
+    fit = fit_axis(np.logspace(3, 6, 6), 0.4 + 3.0 / np.logspace(3, 6, 6) ** 0.3, metric="logloss", n_bootstrap=0)
+    resamples = np.tile(fit.params, (40, 1))  # [R=40, P]: alpha is the last parameter
+    resamples[:20, -1], resamples[20:, -1] = EXPONENT_BOUNDS  # half at each end of the search range
+    wide = dataclasses.replace(fit, bootstrap_params=resamples)
+    assert fit.at_bound == [] and wide.at_bound == ["alpha"]
