@@ -52,6 +52,8 @@ from scaling._powerlaw import (
 Metric = Literal["logloss", "auc"]
 # a floor below this (logloss, or 1 - AUC) is "not identified": metrics here are O(0.1)
 FLOOR_EPS = 1e-6
+# an exponent whose 95 % interval spans more than two orders of magnitude is not identified
+MAX_CI_RATIO = 100.0
 
 _FORMS = {
     ("logloss", 1): "L(x) = E + A * x**(-alpha)",
@@ -211,13 +213,13 @@ class PowerLawFit:
     def at_bound(self) -> list[str]:
         """Exponents the points do not identify: stuck at a bound of the search (``EXPONENT_BOUNDS``; at
         the upper bound the term has vanished into the floor, at the lower into A), or with a bootstrap
-        interval that reaches both bounds (any exponent fits as well as the estimate)."""
+        interval wider than ``MAX_CI_RATIO`` (hi / lo): exponents that far apart fit the points alike."""
         lo, hi = EXPONENT_BOUNDS
         ci = self.ci
 
         def unidentified(name: str) -> bool:
             value, (ci_lo, ci_hi) = self.coefficients[name], ci[name]
-            return not lo * 1.01 < value < hi * 0.99 or (ci_lo <= lo * 1.01 and ci_hi >= hi * 0.99)
+            return not lo * 1.01 < value < hi * 0.99 or ci_hi > MAX_CI_RATIO * ci_lo
 
         return [k for k in ("alpha", "beta") if k in self.coefficients and unidentified(k)]
 

@@ -126,7 +126,7 @@ def render_report(result: dict) -> str:
             lines.append(f"- **{name}**: `{fit['form']}`; R² = {fit['r2']:.3f}")
             if fit.get("at_bound"):
                 lines.append(f"  - **no power law identified**: {', '.join(fit['at_bound'])} at the edge of the "
-                             "exponent search, or its bootstrap interval spans the whole search range")
+                             "exponent search, or its bootstrap interval spans > 2 orders of magnitude")
             if fit.get("floor_at_zero"):
                 lines.append("  - floor not identified (→ 0): no saturation in these points; the law describes the "
                              "observed range only")
