@@ -92,13 +92,17 @@ def _mini_sweep(args: DemoArgs, out: Path) -> dict:
                         data_fractions=args.sweep_fractions, max_epochs=1, mlflow_uri=_mlflow_uri(out)))
     result = fit_sweep(sweep, n_bootstrap=100)
     fit = result["per_axis"].get("logloss_vs_params_dense", {})
+    if fit.get("bend"):  # larger grades got worse: say so instead of forcing a law through them
+        bend = fit["bend"]
+        print(f"      test logloss vs non-embedding params bends: best {bend['best']:.4f} at {bend['best_x']:,.0f} "
+              f"params, larger grades worse (data-limited at this size)")
     if "coefficients" in fit:
         lo, hi = fit["ci"]["alpha"]
         print(f"      test logloss vs non-embedding params: alpha = {fit['coefficients']['alpha']:.3f} "
-              f"(95% CI {lo:.3f} … {hi:.3f}), R² = {fit['r2']:.3f}; plot {sweep / 'plots'}")
+              f"(95% CI {lo:.3f} … {hi:.3f}), R² = {fit['r2']:.3f}")
     else:
         print(f"      fit skipped: {fit.get('skipped')}")
-    print(f"      report: {sweep / 'report.md'}")
+    print(f"      plots: {sweep / 'plots'} (sweep_logloss.png shows every point); report: {sweep / 'report.md'}")
     return result
 
 
