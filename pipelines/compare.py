@@ -66,7 +66,9 @@ def table(summary: dict, args: CompareArgs) -> str:
              "| model | dense params | test AUC | test GAUC | test logloss | valid AUC | train samples/s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for arch, row in sorted(summary.items(), key=lambda kv: -kv[1]["test_auc"]["mean"]):
-        cells = " | ".join(f"{row[k]['mean']:.4f} ± {row[k]['sd']:.4f}" for k in COLUMNS[:3] + ("valid_auc",))
+        # one seed has no spread: a "± 0.0000" would read as a measured one
+        cells = " | ".join(f"{row[k]['mean']:.4f}" + (f" ± {row[k]['sd']:.4f}" if row["seeds"] > 1 else "")
+                           for k in COLUMNS[:3] + ("valid_auc",))
         lines.append(f"| {arch} | {row['params_dense']:,} | {cells} | {row['samples_per_second']:,.0f} |")
     stats_path = Path(args.data) / "stats.json"
     if stats_path.exists():
