@@ -326,6 +326,9 @@ class CompareArgs(Config):
         lr: Default: 3e-3.
         patience: Default: 2.
         negative_sampling_rate: as in train. Default: 1.0.
+        data_fraction: nested deterministic share of the training rows, as in train (long-sequence
+            studies on small machines). Default: 1.0.
+        eval_fraction: nested deterministic share of the valid/test rows evaluated, as in train. Default: 1.0.
         mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
     """
 
@@ -339,10 +342,14 @@ class CompareArgs(Config):
     lr: float = 3e-3
     patience: int = 2
     negative_sampling_rate: float = 1.0
+    data_fraction: float = 1.0
+    eval_fraction: float = 1.0
     mlflow_uri: str = ""
 
     def validate(self) -> None:
         require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
+        require(0 < self.data_fraction <= 1, "data_fraction must be in (0, 1]")
+        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
         for spec in self.models:
             parse_variant(spec)
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")

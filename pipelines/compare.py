@@ -32,7 +32,8 @@ def run_compare(args: CompareArgs) -> dict:
                 metrics = run_train(TrainArgs(
                     data=args.data, out=str(run), model=arch, grade=args.grade, seed=seed,
                     max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                    negative_sampling_rate=args.negative_sampling_rate, mlflow_uri=uri, experiment="compare",
+                    negative_sampling_rate=args.negative_sampling_rate, data_fraction=args.data_fraction,
+                    eval_fraction=args.eval_fraction, mlflow_uri=uri, experiment="compare",
                     progress=False, resume=(run / "checkpoints" / "last.ckpt").exists(), **options))
             results.setdefault(spec, []).append(metrics)
             print(f"{spec} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
@@ -62,7 +63,9 @@ def summarise(results: dict[str, list[dict]]) -> dict:
 
 
 def table(summary: dict, args: CompareArgs) -> str:
-    lines = [f"data: {args.data}  grade {args.grade}  seeds {list(args.seeds)}  epochs ≤ {args.max_epochs}", "",
+    shares = "" if args.data_fraction == args.eval_fraction == 1 else \
+        f"  train rows × {args.data_fraction:g}  eval rows × {args.eval_fraction:g}"
+    lines = [f"data: {args.data}  grade {args.grade}  seeds {list(args.seeds)}  epochs ≤ {args.max_epochs}{shares}", "",
              "| model | dense params | test AUC | test GAUC | test logloss | valid AUC | train samples/s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for arch, row in sorted(summary.items(), key=lambda kv: -kv[1]["test_auc"]["mean"]):

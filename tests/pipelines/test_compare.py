@@ -37,3 +37,19 @@ def test_compare_trains_each_variant_with_its_options(tiny_synthetic, tmp_path):
     assert all(row["samples_per_second"] > 0 and 0 < row["test_auc"]["mean"] < 1 for row in summary.values())
     table = (tmp_path / "comparison.md").read_text()
     assert "suan:mixer=linear_attn" in table and "±" not in table  # one seed: no spread to show
+
+
+def test_compare_trains_on_the_requested_share_of_rows(tiny_synthetic, tmp_path):
+    def train_samples(out, **shares):
+        run_compare(CompareArgs(data=str(tiny_synthetic / "data"), out=str(out), models=("suan",), seeds=(0,),
+                                grade=0, max_epochs=1, **shares))
+        return json.loads((out / "runs" / "suan-g0-s0" / "metrics.json").read_text())["train_samples"]
+
+    full, half = train_samples(tmp_path / "full"), train_samples(tmp_path / "half", data_fraction=0.5, eval_fraction=0.5)
+    assert 0.4 * full < half < 0.6 * full
+    assert "train rows × 0.5" in (tmp_path / "half" / "comparison.md").read_text()
+
+
+def test_compare_rejects_an_empty_share():
+    with pytest.raises(ConfigError, match="data_fraction"):
+        CompareArgs(data="d", out="o", data_fraction=0.0)
