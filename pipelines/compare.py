@@ -2,6 +2,10 @@
 
 Runs that already finished (``metrics.json`` present) are reused, so an interrupted comparison
 continues where it stopped.
+
+Besides mean ± sd over seeds, every model gets its difference to the first model paired by seed
+(same seed = same initialisation stream and data order). Much of the seed-to-seed spread is shared by
+all models, so the paired difference resolves gaps that the unpaired sds hide.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def run_compare(args: CompareArgs) -> dict:
                     progress=False, resume=(run / "checkpoints" / "last.ckpt").exists(), **options))
             results.setdefault(spec, []).append(metrics)
             print(f"{spec} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
-    summary = summarise(results)
+    summary = summarise(results, baseline=args.models[0])
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "comparison.md").write_text(table(summary, args) + "\n")
     print(table(summary, args))
@@ -49,33 +53,54 @@ def run_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", spec).strip("-")
 
 
-def summarise(results: dict[str, list[dict]]) -> dict:
-    """Per model: mean and sample sd of each metric over seeds, plus sizes."""
+def summarise(results: dict[str, list[dict]], baseline: str = "") -> dict:
+    """Per model: mean and sample sd of each metric over seeds, plus sizes.
+
+    Args:
+        results: model spec → its runs' metrics, in the same seed order for every model.
+        baseline: a spec of ``results``; every other model also gets ``delta_test_auc``, its test AUC
+            minus the baseline's at the same seed (mean and sd over seeds). "" = none.
+    """
     out = {}
     for arch, runs in results.items():
         row = {"seeds": len(runs), "params_dense": runs[0]["params_dense"], "flops_per_sample": runs[0]["flops_per_sample"],
                "samples_per_second": float(np.mean([r.get("samples_per_second", np.nan) for r in runs]))}
         for key in COLUMNS:
-            values = np.array([r[key] for r in runs], dtype=float)
-            row[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+            row[key] = mean_sd([r[key] for r in runs])
+        if baseline in results and arch != baseline:
+            pairs = zip(runs, results[baseline], strict=True)  # every model ran the same seeds, in order
+            row["delta_test_auc"] = mean_sd([r["test_auc"] - b["test_auc"] for r, b in pairs])
         out[arch] = row
     return out
+
+
+def mean_sd(values: list[float]) -> dict:
+    """Mean and sample sd (0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
+def fmt(stat: dict, seeds: int, sign: str = "") -> str:
+    """``0.7305 ± 0.0109``; one seed has no spread, and a "± 0.0000" would read as a measured one."""
+    return f"{stat['mean']:{sign}.4f}" + (f" ± {stat['sd']:.4f}" if seeds > 1 else "")
 
 
 def table(summary: dict, args: CompareArgs) -> str:
     shares = "" if args.data_fraction == args.eval_fraction == 1 else \
         f"  train rows × {args.data_fraction:g}  eval rows × {args.eval_fraction:g}"
     lines = [f"data: {args.data}  grade {args.grade}  seeds {list(args.seeds)}  epochs ≤ {args.max_epochs}{shares}", "",
-             "| model | dense params | test AUC | test GAUC | test logloss | valid AUC | train samples/s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             f"| model | dense params | test AUC | Δ test AUC vs {args.models[0]}, paired by seed | test GAUC | "
+             "test logloss | valid AUC | train samples/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for arch, row in sorted(summary.items(), key=lambda kv: -kv[1]["test_auc"]["mean"]):
-        # one seed has no spread: a "± 0.0000" would read as a measured one
-        cells = " | ".join(f"{row[k]['mean']:.4f}" + (f" ± {row[k]['sd']:.4f}" if row["seeds"] > 1 else "")
-                           for k in COLUMNS[:3] + ("valid_auc",))
-        lines.append(f"| {arch} | {row['params_dense']:,} | {cells} | {row['samples_per_second']:,.0f} |")
+        n = row["seeds"]
+        delta = fmt(row["delta_test_auc"], n, "+") if "delta_test_auc" in row else ""
+        cells = " | ".join(fmt(row[k], n) for k in COLUMNS[1:3] + ("valid_auc",))
+        lines.append(f"| {arch} | {row['params_dense']:,} | {fmt(row['test_auc'], n)} | {delta} | {cells} | "
+                     f"{row['samples_per_second']:,.0f} |")
     stats_path = Path(args.data) / "stats.json"
     if stats_path.exists():
         oracle = json.loads(stats_path.read_text())["splits"]["test"].get("oracle_auc")
         if oracle is not None:
-            lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | | |")
+            lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | | | |")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipelines.args import CompareArgs, parse_variant
-from pipelines.compare import run_compare, run_name
+from pipelines.compare import run_compare, run_name, summarise, table
 from suan.utils.config import ConfigError
 
 
@@ -53,3 +53,19 @@ def test_compare_trains_on_the_requested_share_of_rows(tiny_synthetic, tmp_path)
 def test_compare_rejects_an_empty_share():
     with pytest.raises(ConfigError, match="data_fraction"):
         CompareArgs(data="d", out="o", data_fraction=0.0)
+
+
+def test_the_difference_to_the_baseline_is_paired_by_seed(tmp_path):
+    def metrics(auc):
+        return {"params_dense": 1, "flops_per_sample": 1, "samples_per_second": 1.0, "test_auc": auc,
+                "test_gauc": auc, "test_logloss": 0.5, "valid_auc": auc}
+
+    base, gain = [0.70, 0.72, 0.74], [0.010, 0.012, 0.008]  # seed-to-seed spread shared by both models
+    runs = {"suan": [metrics(x) for x in base], "dnn": [metrics(x + g) for x, g in zip(base, gain, strict=True)]}
+    summary = summarise(runs, baseline="suan")
+    assert "delta_test_auc" not in summary["suan"]
+    delta = summary["dnn"]["delta_test_auc"]
+    assert delta["mean"] == pytest.approx(0.010) and delta["sd"] == pytest.approx(0.002)
+    assert summary["dnn"]["test_auc"]["sd"] > 5 * delta["sd"]  # unpaired spread hides the gap
+    text = table(summary, CompareArgs(data=str(tmp_path), out=str(tmp_path), models=("suan", "dnn")))
+    assert "Δ test AUC vs suan, paired by seed" in text and "+0.0100 ± 0.0020" in text
