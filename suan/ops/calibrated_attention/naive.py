@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from suan.ops.calibrated_attention.torch import MIN_OTHER_MASS
 from suan.ops.common.masks import valid_tokens
 
 
@@ -40,10 +41,11 @@ def calibrate(probs: Tensor, *, lengths: Tensor, num_targets: Tensor, beta: floa
             rows = probs[b, h, :n_valid]  # [n_valid, L]
             sink_mass = rows[:, is_sink].sum(-1, keepdim=True)  # [n_valid, 1]
             other_mass = rows[:, ~is_sink].sum(-1, keepdim=True)  # [n_valid, 1]
-            # a row with nothing outside the sinks keeps its attention: there is nowhere to move the mass
-            safe = torch.where(other_mass > 0, other_mass, torch.ones_like(other_mass))
+            # a row with (almost) nothing outside the sinks keeps its attention: nowhere to move the mass
+            movable = other_mass >= MIN_OTHER_MASS
+            safe = torch.where(movable, other_mass, torch.ones_like(other_mass))
             moved = torch.where(is_sink, beta * rows, rows * (1 + (1 - beta) * sink_mass / safe))
-            out[b, h, :n_valid] = torch.where(other_mass > 0, moved, rows)
+            out[b, h, :n_valid] = torch.where(movable, moved, rows)
     return out
 
 

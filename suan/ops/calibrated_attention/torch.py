@@ -7,6 +7,11 @@ from torch import Tensor
 
 from suan.ops.common.masks import valid_tokens
 
+# A row whose attention outside the sinks is below this keeps its attention: moving the sink mass onto
+# keys with (almost) none would multiply near-zero probabilities by up to 1 / MIN_OTHER_MASS (inf·0 = NaN
+# once the mass underflows), i.e. amplify noise instead of redistributing attention.
+MIN_OTHER_MASS = 1e-6
+
 
 def sink_mask(probs: Tensor, *, lengths: Tensor, num_targets: Tensor, tau: float) -> Tensor:
     """Sink keys per head: history keys with mean attention from history queries >= ``tau / n_hist``.
@@ -30,14 +35,15 @@ def sink_mask(probs: Tensor, *, lengths: Tensor, num_targets: Tensor, tau: float
 
 
 def calibrate(probs: Tensor, *, lengths: Tensor, num_targets: Tensor, beta: float, tau: float) -> Tensor:
-    """See ``naive.calibrate``; rows without mass outside the sinks are unchanged."""
+    """See ``naive.calibrate``; rows with under ``MIN_OTHER_MASS`` outside the sinks are unchanged."""
     sink = sink_mask(probs, lengths=lengths, num_targets=num_targets, tau=tau).unsqueeze(2)  # [B, H, 1, L]
     zero = torch.zeros((), dtype=probs.dtype, device=probs.device)
     sink_mass = torch.where(sink, probs, zero).sum(-1, keepdim=True)  # [B, H, L, 1]
     other_mass = torch.where(sink, zero, probs).sum(-1, keepdim=True)  # [B, H, L, 1]
-    boost = 1 + (1 - beta) * sink_mass / torch.where(other_mass > 0, other_mass, torch.ones_like(other_mass))
+    movable = other_mass >= MIN_OTHER_MASS  # [B, H, L, 1]
+    boost = 1 + (1 - beta) * sink_mass / torch.where(movable, other_mass, torch.ones_like(other_mass))
     scaled = probs * torch.where(sink, torch.full_like(boost, beta), boost)  # [B, H, L, L]
-    return torch.where(other_mass > 0, scaled, probs)
+    return torch.where(movable, scaled, probs)
 
 
 def attention_probs(logits: Tensor, *, mask: Tensor, lengths: Tensor, num_targets: Tensor, beta: float,

@@ -47,6 +47,19 @@ def test_known_answer_on_a_hand_built_map(backend):
     torch.testing.assert_close(plain, torch.softmax(logits.masked_fill(~mask, float("-inf")), -1), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_query_with_all_but_underflowing_mass_on_the_sink_keeps_its_attention(backend):
+    # Found on a grade-5 model: a query put all but ~1e-40 of its attention on a sink, the boost
+    # 0.5 / 1e-40 overflowed to inf, and inf times the masked zeros made the whole score NaN.
+    logits, mask, lengths, targets = _hand_built()
+    logits[0, 0, 1, 0], logits[0, 0, 1, 1] = 0.0, -95.0  # query 1: mass on key 1 is e^-95 ≈ 5e-42
+    got = attention_probs(logits, mask=mask, lengths=lengths, num_targets=targets, beta=0.5, tau=2.0, backend=backend)
+    assert torch.isfinite(got).all()
+    plain = torch.softmax(logits.masked_fill(~mask, float("-inf")), -1)
+    torch.testing.assert_close(got[0, 0, 1], plain[0, 0, 1], atol=0, rtol=0)  # nowhere to move the mass
+    assert got[0, 0, 2, 0] == pytest.approx(0.5 * plain[0, 0, 2, 0].item())  # other queries still calibrated
+
+
 def _random_case(seed: int, lengths: list[int], targets: list[int], seq_len: int, heads: int = 2, dim: int = 4):
     gen = torch.Generator().manual_seed(seed)
     B = len(lengths)
