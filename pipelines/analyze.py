@@ -41,7 +41,8 @@ def run_analyze(args: AnalyzeArgs) -> dict:
     if stats.full_counts is not None:
         diag["router"] = router_summary(stats.full_counts, stats.rows, cfg.seq_len, cfg.local_window, cfg.dilation)
     if args.calibrate:
-        diag["calibration"] = evaluate_calibration(run / "model", data, args.sink_beta, args.tau, args.batch_size)
+        diag["calibration"] = evaluate_calibration(run / "model", data, args.sink_beta, args.tau, args.batch_size,
+                                                   args.eval_fraction)
     out.mkdir(parents=True, exist_ok=True)
     (out / "diagnostics.json").write_text(json.dumps(diag, indent=1) + "\n")
     plots = write_plots(diag, out / "plots")
@@ -67,7 +68,7 @@ def record(model, cfg: ModelConfig, data: str | Path, args: AnalyzeArgs) -> Atte
 
 
 def evaluate_calibration(model_dir: Path, data: str | Path, beta: float, tau: float,
-                         batch_size: int) -> dict[str, dict[str, float]]:
+                         batch_size: int, eval_fraction: float = 1.0) -> dict[str, dict[str, float]]:
     """Valid and test metrics of a saved model without and with sink calibration (same weights).
 
     Args:
@@ -75,6 +76,7 @@ def evaluate_calibration(model_dir: Path, data: str | Path, beta: float, tau: fl
         data: prepared folder.
         beta: factor on sink attention. tau: sink threshold.
         batch_size: evaluation batch size.
+        eval_fraction: nested share of the valid/test rows evaluated (the same rows with and without).
 
     Returns:
         ``{"off": metrics, "beta=…, tau=…": metrics}`` with ``valid_*`` and ``test_*`` keys.
@@ -84,5 +86,6 @@ def evaluate_calibration(model_dir: Path, data: str | Path, beta: float, tau: fl
     calibrated.load_state_dict(model.state_dict())
     out = {}
     for name, m in (("off", model), (f"beta={beta}, tau={tau}", calibrated.eval())):
-        out[name] = {**evaluate(m, data, "valid", batch_size), **evaluate(m, data, "test", batch_size)}
+        out[name] = {**evaluate(m, data, "valid", batch_size, eval_fraction),
+                     **evaluate(m, data, "test", batch_size, eval_fraction)}
     return out

@@ -265,6 +265,8 @@ class AnalyzeArgs(Config):
         anchors: the first positions counted as anchors (primary sinks). Default: 1.
         calibrate: also evaluate valid/test AUC with training-free sink calibration. Default: False.
         sink_beta: calibration factor on sink attention (with --calibrate). Default: 0.5.
+        eval_fraction: nested deterministic share of the valid/test rows the calibration is evaluated on
+            (as in train; large evaluation sets). Default: 1.0.
     """
 
     run: str
@@ -278,9 +280,11 @@ class AnalyzeArgs(Config):
     anchors: int = 1
     calibrate: bool = False
     sink_beta: float = 0.5
+    eval_fraction: float = 1.0
 
     def validate(self) -> None:
         require(self.max_rows >= 1 and self.users >= 0 and self.batch_size >= 1, "bad max_rows/users/batch_size")
+        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
         require(self.tau > 0 and self.anchors >= 0, "tau must be > 0 and anchors >= 0")
         require(0 <= self.sink_beta < 1, "sink_beta must be in [0, 1)")
 

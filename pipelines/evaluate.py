@@ -14,11 +14,11 @@ from pipelines.datamodule import ShardDataModule
 from pipelines.systems import EvalBuffer
 
 
-def evaluate(model, data_dir: str | Path, split: str, batch_size: int) -> dict[str, float]:
-    """Metrics of ``model`` on a split of a prepared folder."""
+def evaluate(model, data_dir: str | Path, split: str, batch_size: int, eval_fraction: float = 1.0) -> dict[str, float]:
+    """Metrics of ``model`` on a split of a prepared folder (on a nested share of its rows if ``eval_fraction`` < 1)."""
     buf = EvalBuffer()
     with torch.no_grad():
-        for batch in ShardDataModule(data_dir, batch_size=batch_size).stream(split):
+        for batch in ShardDataModule(data_dir, batch_size=batch_size, eval_fraction=eval_fraction).stream(split):
             buf.add(batch["user_key"], batch["label"], torch.sigmoid(model(batch)))
     return {f"{split}_{k}": v for k, v in buf.compute().items()}
 

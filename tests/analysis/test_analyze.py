@@ -7,6 +7,7 @@ import json
 import torch
 
 from features.schema import FeatureMap
+from pipelines.analyze import evaluate_calibration
 from pipelines.artifacts import save_model_dir
 from pipelines.cli import main
 from suan.config import ModelConfig
@@ -47,3 +48,15 @@ def test_analyze_refuses_a_model_without_attention(tiny_synthetic, tmp_path, cap
     _save_run(tiny_synthetic, run, "dnn")
     assert main(["analyze", "--run", str(run), "--data", str(tiny_synthetic / "data"), "--out", str(tmp_path / "o")]) == 2
     assert "softmax attention" in capsys.readouterr().err
+
+
+def test_calibration_can_be_evaluated_on_a_share_of_the_rows(tiny_synthetic, tmp_path):
+    run = tmp_path / "run"
+    _save_run(tiny_synthetic, run, "suan")
+    data = tiny_synthetic / "data"
+    full = evaluate_calibration(run / "model", data, beta=0.5, tau=1.5, batch_size=16)
+    half = evaluate_calibration(run / "model", data, beta=0.5, tau=1.5, batch_size=16, eval_fraction=0.5)
+    for split in ("valid", "test"):
+        rows = [m[f"{split}_samples"] for m in (*full.values(), *half.values())]
+        assert rows[0] == rows[1] and rows[2] == rows[3]  # the same rows with and without calibration
+        assert 0.3 * rows[0] < rows[2] < 0.7 * rows[0]
