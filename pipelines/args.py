@@ -15,6 +15,13 @@ from features.sources.synthetic import SynthConfig
 from suan.config import ARCHS, GRADES
 from suan.utils.config import Config, ConfigError, require
 
+
+def require_shares(config: Config, *names: str) -> None:
+    """Each named field is a share of rows: in (0, 1]."""
+    for name in names:
+        require(0 < getattr(config, name) <= 1, f"{name} must be in (0, 1]")
+
+
 SOURCES = ("synthetic", "movielens-100k", "amazon-5core", "events")
 
 
@@ -228,8 +235,7 @@ class TrainArgs(Config):
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
         require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
         require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
-        require(0 < self.data_fraction <= 1, "data_fraction must be in (0, 1]")
-        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
+        require_shares(self, "data_fraction", "eval_fraction")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -284,7 +290,7 @@ class AnalyzeArgs(Config):
 
     def validate(self) -> None:
         require(self.max_rows >= 1 and self.users >= 0 and self.batch_size >= 1, "bad max_rows/users/batch_size")
-        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
+        require_shares(self, "eval_fraction")
         require(self.tau > 0 and self.anchors >= 0, "tau must be > 0 and anchors >= 0")
         require(0 <= self.sink_beta < 1, "sink_beta must be in [0, 1)")
 
@@ -352,8 +358,7 @@ class CompareArgs(Config):
 
     def validate(self) -> None:
         require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
-        require(0 < self.data_fraction <= 1, "data_fraction must be in (0, 1]")
-        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
+        require_shares(self, "data_fraction", "eval_fraction")
         for spec in self.models:
             parse_variant(spec)
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
@@ -475,7 +480,7 @@ class SweepArgs(Config):
     mlflow_uri: str = ""
 
     def validate(self) -> None:
-        require(0 < self.eval_fraction <= 1, "eval_fraction must be in (0, 1]")
+        require_shares(self, "eval_fraction")
         require(all(g in GRADES for g in self.grades), f"grades must be among {sorted(GRADES)}")
         require(all(0 < f <= 1 for f in self.data_fractions), "data fractions must be in (0, 1]")
         require(bool(self.grades) and bool(self.data_fractions) and bool(self.seeds), "empty grid")
