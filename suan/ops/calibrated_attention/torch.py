@@ -5,12 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from suan.ops.calibrated_attention.naive import MIN_OTHER_MASS
 from suan.ops.common.masks import valid_tokens
-
-# A row whose attention outside the sinks is below this keeps its attention: moving the sink mass onto
-# keys with (almost) none would multiply near-zero probabilities by up to 1 / MIN_OTHER_MASS (inf·0 = NaN
-# once the mass underflows), i.e. amplify noise instead of redistributing attention.
-MIN_OTHER_MASS = 1e-6
 
 
 def sink_mask(probs: Tensor, *, lengths: Tensor, num_targets: Tensor, tau: float) -> Tensor:
