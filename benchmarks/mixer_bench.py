@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
+
+from benchmarks.child import run_child
 
 BASELINE = "softmax_rel"
 
@@ -60,13 +60,8 @@ print(json.dumps({"infer_ms": infer_s * 1e3, "train_per_s": batch_size / train_s
 
 def run_case(mixer: str, L: int, args: argparse.Namespace) -> dict:
     """Measure one (mixer, L) in a fresh child process; ``{"error": ...}`` if the mixer fails there."""
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     batch = max(1, args.tokens_per_batch // L)  # same tokens per step at every L
-    cmd = [sys.executable, "-c", CHILD, mixer, str(L), str(args.grade), str(batch), str(args.steps), str(args.repeats)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, mixer, L, args.grade, batch, args.steps, args.repeats)
 
 
 def ratio(r: dict, base: dict, key: str) -> float:

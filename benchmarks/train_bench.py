@@ -10,12 +10,10 @@ fresh child process so its peak RSS is its own.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.child import run_child
 
 CHILD = r"""
 import json, resource, sys, time, torch
@@ -57,10 +55,10 @@ CASES = [  # (label, arch, grade, backend)
 
 
 def run_case(data: Path, arch: str, grade: int, backend: str, steps: int, batch: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(data), arch, str(grade), backend, str(steps), str(batch)],
-                         capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_child(CHILD, data, arch, grade, backend, steps, batch)
+    if "error" in result:
+        raise RuntimeError(f"{arch} g{grade} {backend}: {result['error']}")
+    return result
 
 
 def ensure_data(workdir: Path) -> Path:
