@@ -166,6 +166,9 @@ class TrainArgs(Config):
         data_fraction: nested deterministic share of the training rows (scaling sweeps). Default: 1.0.
         eval_fraction: nested deterministic share of the valid/test rows evaluated (cheaper sweeps on
             large data; the same rows for every run). Default: 1.0.
+        bucket_by_length: training batches of similar history lengths (each shuffle buffer sorted by
+            length, batch order shuffled), so batches of short histories skip their padding columns:
+            faster where most histories are shorter than L. Default: False.
         dropout: Default: 0.0.
         backend: attention backend (auto, naive, torch, triton). Default: auto.
         mixer: registry name of the self-attention mixer ("" = the arch's own; see suan.mixers.registry).
@@ -209,6 +212,7 @@ class TrainArgs(Config):
     seq_len: int = 0
     data_fraction: float = 1.0
     eval_fraction: float = 1.0
+    bucket_by_length: bool = False
     dropout: float = 0.0
     backend: str = "auto"
     mixer: str = ""
@@ -296,9 +300,13 @@ class AnalyzeArgs(Config):
 
 
 # the TrainArgs fields a compare variant may set, with their parsers
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
 VARIANT_FIELDS = {"mixer": str, "position": str, "head": str, "ablate": str, "local_window": int, "dilation": int,
-                  "dropout": float, "seq_len": int, "layer_router": lambda v: v.lower() in ("1", "true", "yes"),
-                  "incremental": lambda v: v.lower() in ("1", "true", "yes")}
+                  "dropout": float, "seq_len": int, "layer_router": _flag, "incremental": _flag,
+                  "bucket_by_length": _flag}
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
@@ -326,7 +334,8 @@ class CompareArgs(Config):
         data: prepared folder.
         out: folder of the runs and of comparison.json / comparison.md.
         models: architectures or variants ``arch:field=value[/field=value]`` with fields among
-            mixer, position, head, layer_router, incremental, ablate, local_window, dilation, dropout, seq_len (e.g.
+            mixer, position, head, layer_router, incremental, ablate, local_window, dilation, dropout, seq_len,
+            bucket_by_length (e.g.
             ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``).
             Default: suan,dnn,din,bst,hstu.
         seeds: seeds per model. Default: 0,1,2.

@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -37,16 +38,20 @@ class ShardStream(IterableDataset):
         seed: base seed of the shuffle. Default: 0.
         shuffle_units: units held in the shuffle buffer. Default: 4.
         fraction: keep this nested, deterministic share of the rows (``features.sampling``). Default: 1.
+        bucket_by_length: with ``shuffle``, sort each shuffle buffer's rows by history length before
+            cutting batches, then shuffle the batch order: batches of similar lengths, so an eager model
+            drops most padding columns (``suan.models.sequence.history_width``). Default: False.
     """
 
     def __init__(self, files: list[Path], fmap: FeatureMap, batch_size: int, shuffle: bool = False,
                  seed: int = 0, shuffle_units: int = 4, rank: int = 0, world_size: int = 1,
-                 fraction: float = 1.0) -> None:
+                 fraction: float = 1.0, bucket_by_length: bool = False) -> None:
         super().__init__()
         self.units = _units(files)
         self.fmap, self.batch_size, self.shuffle = fmap, batch_size, shuffle
         self.seed, self.shuffle_units, self.epoch = seed, shuffle_units, 0
         self.rank, self.world_size, self.fraction = rank, world_size, fraction
+        self.bucket_by_length = bucket_by_length and shuffle
         self.columns = [f.name for f in fmap.fields] + ["user_key"]
         self.num_rows = self._count_rows(files)
 
@@ -114,14 +119,31 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         carry: pa.Table | None = None
+        batch_rng = np.random.default_rng([self.seed, self.epoch, self._slot()[0], 1])
         for table in self._tables():
             table = pa.concat_tables([carry, table]) if carry is not None else table
             full = table.num_rows - table.num_rows % self.batch_size
-            for lo in range(0, full, self.batch_size):
-                yield _to_torch(collate(table.slice(lo, self.batch_size), self.fmap))
+            for rows in self._batch_rows(table.slice(0, full), batch_rng):
+                yield _to_torch(collate(rows, self.fmap))
             carry = table.slice(full) if full < table.num_rows else None
         if carry is not None and carry.num_rows:
             yield _to_torch(collate(carry, self.fmap))
+
+    def _batch_rows(self, table: pa.Table, rng: np.random.Generator) -> Iterator[pa.Table]:
+        """Full batches of ``table`` in order, or, bucketed, by history length in a shuffled batch order.
+
+        The rows left over for the next buffer (the carry) are cut before sorting, so they are a random
+        sample, not always the longest histories.
+        """
+        if not self.bucket_by_length:
+            for lo in range(0, table.num_rows, self.batch_size):
+                yield table.slice(lo, self.batch_size)
+            return
+        seq = self.fmap.by_role(Role.SEQ)[0].name
+        lengths = pc.list_value_length(table.column(seq)).to_numpy(zero_copy_only=False)
+        by_length = table.take(np.argsort(lengths, kind="stable"))  # stable: ties keep the shuffled order
+        for lo in rng.permutation(np.arange(0, table.num_rows, self.batch_size)):
+            yield by_length.slice(int(lo), self.batch_size)
 
 
 def _to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -139,15 +161,17 @@ class ShardDataModule(L.LightningDataModule):
         train_fraction: nested deterministic share of the training rows used (scaling sweeps). Default: 1.
         eval_fraction: nested deterministic share of the valid/test rows evaluated; the same rows for
             every run on this folder, so sweep points stay comparable while evaluation gets cheaper. Default: 1.
+        bucket_by_length: training batches of similar history lengths (see ``ShardStream``). Default: False.
     """
 
     def __init__(self, data_dir: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0,
-                 train_fraction: float = 1.0, eval_fraction: float = 1.0) -> None:
+                 train_fraction: float = 1.0, eval_fraction: float = 1.0, bucket_by_length: bool = False) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
         self.fmap = FeatureMap.load(self.data_dir / "feature_map.json")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.train_fraction, self.eval_fraction = train_fraction, eval_fraction
+        self.bucket_by_length = bucket_by_length
 
     def stream(self, split: str, shuffle: bool = False) -> ShardStream:
         """Training streams are split across DDP ranks; evaluation streams are not (every rank
@@ -156,7 +180,8 @@ class ShardDataModule(L.LightningDataModule):
         split_ranks = shuffle and self._has_trainer()
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if split_ranks else (0, 1)
         return ShardStream(files, self.fmap, self.batch_size, shuffle=shuffle, seed=self.seed,
-                           rank=rank, world_size=world, fraction=self.train_fraction if split == "train" else self.eval_fraction)
+                           rank=rank, world_size=world, fraction=self.train_fraction if split == "train" else self.eval_fraction,
+                           bucket_by_length=self.bucket_by_length)
 
     def _has_trainer(self) -> bool:
         return getattr(self, "trainer", None) is not None

@@ -61,7 +61,8 @@ def start_run(args: TrainArgs) -> tuple[Path, ShardDataModule]:
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(args.seed, workers=True, verbose=False)
     return out, ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
-                                train_fraction=args.data_fraction, eval_fraction=args.eval_fraction)
+                                train_fraction=args.data_fraction, eval_fraction=args.eval_fraction,
+                                bucket_by_length=args.bucket_by_length)
 
 
 def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelCheckpoint, ThroughputCallback]:

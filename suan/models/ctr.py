@@ -23,6 +23,7 @@ from suan.models.sequence import (
     append_candidates,
     gap_buckets,
     gather_candidates,
+    history_width,
     keep_recent,
     start_positions,
 )
@@ -78,8 +79,9 @@ class SequenceCTR(CTRModel):
         if self.cfg.incremental:  # the whole history: a per-user state never forgets a behaviour
             hist, n, hist_ts = self.embed.history(batch), batch["hist_len"], batch["hist_ts"]  # [B, m, D]
         else:
-            hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], self.cfg.seq_len)  # [B, m, D]
-            hist_ts, _ = keep_recent(batch["hist_ts"], batch["hist_len"], self.cfg.seq_len)  # [B, m]
+            m = history_width(batch["hist_len"], self.cfg.seq_len)
+            hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], m)  # [B, m, D]
+            hist_ts, _ = keep_recent(batch["hist_ts"], batch["hist_len"], m)  # [B, m]
         target_ts = batch["target_ts"]
         tokens = append_candidates(hist, n, self.embed.candidates(batch))  # [B, m + C, D]
         ts = append_candidates(hist_ts, n, target_ts.unsqueeze(1).expand(-1, C))  # [B, m + C]
@@ -121,7 +123,8 @@ class PoolingCTR(CTRModel):
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         single, C = self._candidate_ids_shape(batch)
-        hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], self.cfg.seq_len)  # [B, m, D]
+        m = history_width(batch["hist_len"], self.cfg.seq_len)
+        hist, n = keep_recent(self.embed.history(batch), batch["hist_len"], m)  # [B, m, D]
         cand = self.embed.candidates(batch)  # [B, C, D]
         mask = valid_tokens(n, hist.shape[1]).to(hist.dtype)  # [B, m]
         if self.attention_unit is None:

@@ -12,6 +12,20 @@ from torch import Tensor
 from suan.ops.common.masks import log_time_bucket
 
 
+def history_width(lengths: Tensor, keep: int) -> int:
+    """Columns a batch needs: ``min(keep, longest history)``, at least 1, in eager mode.
+
+    Mixers ignore right padding (the mixer contract), so a batch of short histories can drop the
+    padding columns every row has: on P-AZ the longest history of a 256-row batch is 27 of L = 50
+    on average. A traced, compiled or exported graph keeps ``keep`` columns, so it never
+    specialises on one batch's lengths.
+    """
+    if (torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+            or torch.jit.is_tracing()):
+        return keep
+    return max(1, min(keep, int(lengths.max()))) if lengths.numel() else keep
+
+
 def keep_recent(x: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
     """Keep the most recent ``keep`` items of right-padded sequences.
 

@@ -89,3 +89,39 @@ def test_eval_fraction_subsamples_valid_and_test_the_same_way_for_every_train_fr
     assert abs(len(picked[0]) / full - 0.25) < 0.05
     train = ShardDataModule(data, batch_size=64, eval_fraction=0.25).stream("train", shuffle=True)
     assert train.num_rows == pl.read_parquet(data / "train").height
+
+
+def _widths(batches) -> list[int]:
+    return [int(b["hist_len"].max()) for b in batches]
+
+
+def test_bucketed_batches_cover_every_row_once_with_similar_lengths(tiny_synthetic):
+    data = tiny_synthetic / "data"
+    files = sorted((data / "train").glob("*.parquet"))
+    fmap = ShardDataModule(data).fmap
+    plain = list(ShardStream(files, fmap, 32, shuffle=True, seed=3))
+    bucketed = list(ShardStream(files, fmap, 32, shuffle=True, seed=3, bucket_by_length=True))
+    assert _rows(bucketed) == _rows(plain)  # the same rows, each once
+    assert [len(b["label"]) for b in bucketed] == [len(b["label"]) for b in plain]
+    # within a batch, lengths span less than in random batches, so the padded width shrinks
+    spread = [float((b["hist_len"].max() - b["hist_len"].min()).item()) for b in bucketed[:-1]]
+    plain_spread = [float((b["hist_len"].max() - b["hist_len"].min()).item()) for b in plain[:-1]]
+    assert np.mean(spread) < 0.5 * np.mean(plain_spread)
+    assert np.mean(_widths(bucketed)) < np.mean(_widths(plain))
+    # batch order is shuffled, not sorted from short to long, and seeded
+    assert _widths(bucketed) != sorted(_widths(bucketed))
+    again = list(ShardStream(files, fmap, 32, shuffle=True, seed=3, bucket_by_length=True))
+    assert [b["target_ts"].tolist() for b in again] == [b["target_ts"].tolist() for b in bucketed]
+
+
+def test_bucketing_keeps_ddp_ranks_disjoint_and_equal_and_leaves_evaluation_alone(tiny_synthetic):
+    data = tiny_synthetic / "data"
+    files = sorted((data / "train").glob("*.parquet"))
+    fmap = ShardDataModule(data).fmap
+    parts = [list(ShardStream(files, fmap, 50, shuffle=True, seed=1, rank=r, world_size=2, bucket_by_length=True))
+             for r in (0, 1)]
+    assert not set(_rows(parts[0])) & set(_rows(parts[1]))
+    assert [len(x["label"]) for x in parts[0]] == [len(x["label"]) for x in parts[1]]
+    dm = ShardDataModule(data, batch_size=50, bucket_by_length=True)
+    plain = ShardDataModule(data, batch_size=50)
+    assert [b["target_ts"].tolist() for b in dm.stream("valid")] == [b["target_ts"].tolist() for b in plain.stream("valid")]
