@@ -1,4 +1,5 @@
-"""Training throughput and peak memory: SUAN at two grades, reference vs fast attention, BST at equal width.
+"""Training throughput and peak memory: SUAN at three grades, reference vs fast attention, BST at equal width,
+and length-bucketed batches vs random ones.
 
 A benchmark, not a test: it prints samples/s and peak RSS per case and ratios against the
 baseline case measured in the same run (SUAN on the ``naive`` reference path). Each case runs in a
@@ -20,13 +21,13 @@ import json, resource, sys, time, torch
 from suan.config import ModelConfig
 from suan.models.ctr import build_model
 from pipelines.datamodule import ShardDataModule
-data, arch, grade, backend, steps, batch = sys.argv[1:7]
+data, arch, grade, backend, steps, batch, bucket = sys.argv[1:8]
 torch.manual_seed(0)
-dm = ShardDataModule(data, batch_size=int(batch))
+dm = ShardDataModule(data, batch_size=int(batch), bucket_by_length=bucket == "1")
 batches = []
 for b in dm.stream("train", shuffle=True):
     batches.append(b)
-    if len(batches) == 8:
+    if len(batches) == 32:  # enough batches that their history widths are representative
         break
 cfg = ModelConfig.from_grade(arch, int(grade), backend=backend, seq_len=min(dm.fmap.max_seq_len, 50))
 model = build_model(cfg, dm.fmap)
@@ -42,20 +43,23 @@ for i in range(int(steps)):
 dt = time.perf_counter() - t0
 print(json.dumps({"samples_per_s": int(steps) * int(batch) / dt,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "params": sum(p.numel() for p in model.parameters())}))
+                  "params": sum(p.numel() for p in model.parameters()),
+                  "mean_width": sum(int(b["hist_len"].max()) for b in batches) / len(batches)}))
 """
 
-CASES = [  # (label, arch, grade, backend)
-    ("suan g1 naive", "suan", 1, "naive"),
-    ("suan g1 torch", "suan", 1, "torch"),
-    ("suan g3 naive", "suan", 3, "naive"),
-    ("suan g3 torch", "suan", 3, "torch"),
-    ("bst  g3 torch", "bst", 3, "torch"),
+CASES = [  # (label, arch, grade, backend, length-bucketed batches)
+    ("suan g1 naive", "suan", 1, "naive", False),
+    ("suan g1 torch", "suan", 1, "torch", False),
+    ("suan g2 torch", "suan", 2, "torch", False),
+    ("suan g2 bucket", "suan", 2, "torch", True),
+    ("suan g3 naive", "suan", 3, "naive", False),
+    ("suan g3 torch", "suan", 3, "torch", False),
+    ("bst  g3 torch", "bst", 3, "torch", False),
 ]
 
 
-def run_case(data: Path, arch: str, grade: int, backend: str, steps: int, batch: int) -> dict:
-    result = run_child(CHILD, data, arch, grade, backend, steps, batch)
+def run_case(data: Path, arch: str, grade: int, backend: str, bucket: bool, steps: int, batch: int) -> dict:
+    result = run_child(CHILD, data, arch, grade, backend, steps, batch, int(bucket))
     if "error" in result:
         raise RuntimeError(f"{arch} g{grade} {backend}: {result['error']}")
     return result
@@ -81,16 +85,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or ensure_data(Path(tmp))
-        results = {label: run_case(data, arch, g, be, args.steps, args.batch_size) for label, arch, g, be in CASES}
+        results = {case[0]: run_case(data, *case[1:], args.steps, args.batch_size) for case in CASES}
     base = results[CASES[0][0]]
-    print(f"{'case':<15} {'params':>10} {'samples/s':>10} {'x base':>7} {'peak RSS MB':>12} {'x base':>7}")
+    print(f"{'case':<15} {'params':>10} {'width':>6} {'samples/s':>10} {'x base':>7} {'peak RSS MB':>12} {'x base':>7}")
     for label, r in results.items():
-        print(f"{label:<15} {r['params']:>10,} {r['samples_per_s']:>10.0f} {r['samples_per_s'] / base['samples_per_s']:>7.2f}"
-              f" {r['peak_rss_mb']:>12.0f} {r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}")
+        print(f"{label:<15} {r['params']:>10,} {r['mean_width']:>6.1f} {r['samples_per_s']:>10.0f} "
+              f"{r['samples_per_s'] / base['samples_per_s']:>7.2f} {r['peak_rss_mb']:>12.0f} "
+              f"{r['peak_rss_mb'] / base['peak_rss_mb']:>7.2f}")
     g3n, g3t, bst = (results[k] for k in ("suan g3 naive", "suan g3 torch", "bst  g3 torch"))
+    g2, g2b = results["suan g2 torch"], results["suan g2 bucket"]
     print(f"fast/reference at grade 3: {g3t['samples_per_s'] / g3n['samples_per_s']:.2f}x speed, "
           f"{g3t['peak_rss_mb'] / g3n['peak_rss_mb']:.2f}x memory; SUAN/BST at equal width: "
-          f"{g3t['samples_per_s'] / bst['samples_per_s']:.2f}x speed")
+          f"{g3t['samples_per_s'] / bst['samples_per_s']:.2f}x speed; bucketed/random batches at grade 2: "
+          f"{g2b['samples_per_s'] / g2['samples_per_s']:.2f}x speed (mean width {g2b['mean_width']:.1f} vs "
+          f"{g2['mean_width']:.1f})")
 
 
 if __name__ == "__main__":
