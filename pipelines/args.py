@@ -472,6 +472,7 @@ class SweepArgs(Config):
         lr: Default: 3e-3.
         patience: Default: 1.
         eval_fraction: nested share of the valid/test rows evaluated at every point. Default: 1.0.
+        bucket_by_length: length-bucketed training batches at every point (as in train). Default: False.
         mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
     """
 
@@ -486,6 +487,7 @@ class SweepArgs(Config):
     lr: float = 3e-3
     patience: int = 1
     eval_fraction: float = 1.0
+    bucket_by_length: bool = False
     mlflow_uri: str = ""
 
     def validate(self) -> None:

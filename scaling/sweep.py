@@ -49,7 +49,8 @@ def run_sweep(args) -> dict:
         run = sweep / "runs" / name
         train = TrainArgs(data=args.data, out=str(run), model=args.model, grade=grade, seed=seed,
                           data_fraction=fraction, max_epochs=args.max_epochs, batch_size=args.batch_size,
-                          lr=args.lr, patience=args.patience, eval_fraction=args.eval_fraction, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
+                          lr=args.lr, patience=args.patience, eval_fraction=args.eval_fraction,
+                          bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
                           progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
         start = time.perf_counter()
         entry = {"grade": grade, "fraction": fraction, "seed": seed, "run": str(run)}

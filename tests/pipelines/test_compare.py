@@ -16,6 +16,7 @@ def test_parse_variant_types_fields_and_keeps_colons_in_values():
     assert parse_variant("suan:mixer=aaren/dropout=0.1/layer_router=true") == (
         "suan", {"mixer": "aaren", "dropout": 0.1, "layer_router": True})
     assert parse_variant("suan:ablate=fixed:0") == ("suan", {"ablate": "fixed:0"})
+    assert parse_variant("suan:bucket_by_length=yes") == ("suan", {"bucket_by_length": True})
     assert run_name("suan:ablate=fixed:0") == "suan-ablate-fixed-0"
 
 

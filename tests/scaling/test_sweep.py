@@ -37,3 +37,13 @@ def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monke
     # the fraction really shrinks the training set (nested, about 30%)
     ratio = points["g0-f0.3-s0"]["metrics"]["train_samples"] / full["train_samples"]
     assert 0.25 < ratio < 0.35
+
+
+def test_sweep_passes_its_training_options_to_every_point(tmp_path, monkeypatch):
+    args = SweepArgs(data="unused", out=str(tmp_path / "sweep"), grades=(0, 1), data_fractions=(0.5,),
+                     eval_fraction=0.2, bucket_by_length=True, lr=2e-3)
+    calls = []
+    monkeypatch.setattr(pipelines.train, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
+    run_sweep(args)
+    assert [(c.grade, c.data_fraction) for c in calls] == [(0, 0.5), (1, 0.5)]
+    assert all(c.bucket_by_length and c.eval_fraction == 0.2 and c.lr == 2e-3 for c in calls)
