@@ -83,6 +83,9 @@ class ModelConfig(Config):
             to the last behaviour), the whole history is read (no cut to seq_len) and SUAN's dual gate pools
             the history causally. Needs a sequence arch, a recurrent mixer and head ``last``, no layer
             router. Default: False.
+        chunk_by_length: in training, encode a batch's rows in chunks of similar history length, each
+            at its own width (``suan.models.sequence.length_chunks``): the same outputs and gradients as
+            one padded pass, fewer tokens when lengths differ (sequence archs). Default: True.
     """
 
     arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
@@ -108,6 +111,7 @@ class ModelConfig(Config):
     sink_beta: float = 1.0
     sink_tau: float = 5.0
     incremental: bool = False
+    chunk_by_length: bool = True
 
     def validate(self) -> None:
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")

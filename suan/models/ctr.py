@@ -25,6 +25,7 @@ from suan.models.sequence import (
     gather_candidates,
     history_width,
     keep_recent,
+    length_chunks,
     start_positions,
 )
 from suan.modules.layers import MLPHead
@@ -74,8 +75,25 @@ class SequenceCTR(CTRModel):
         self.readout = HistographReadout(d) if cfg.head == "histograph" else None
 
     def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, bool]:
-        """Candidate outputs [B, C, D], profile tokens [B, P, D], and whether C came as one."""
+        """Candidate outputs [B, C, D], profile tokens [B, P, D], and whether C came as one.
+
+        In training, rows of very different history lengths are encoded in chunks of similar length
+        (``length_chunks``): the same outputs as one padded pass, at a fraction of the tokens. The
+        head still sees the whole batch, so its BatchNorm statistics are those of a random batch.
+        """
         single, C = self._candidate_ids_shape(batch)
+        profile = self.embed.profile(batch)  # [B, P, D]
+        chunks = None
+        if self.training and self.cfg.chunk_by_length and not self.cfg.incremental:
+            chunks = length_chunks(batch["hist_len"], self.cfg.seq_len, C)
+        if chunks is None:
+            return self._encode_rows(batch, profile, C), profile, single
+        outs = [self._encode_rows(take_rows(batch, idx), profile[idx], C) for idx in chunks]  # [B_c, C, D] each
+        back = torch.argsort(torch.cat(chunks))  # chunk order -> batch order
+        return torch.cat(outs)[back], profile, single
+
+    def _encode_rows(self, batch: dict[str, Tensor], profile: Tensor, C: int) -> Tensor:
+        """Candidate outputs [B, C, D] of the stacked blocks over [history, candidates]."""
         if self.cfg.incremental:  # the whole history: a per-user state never forgets a behaviour
             hist, n, hist_ts = self.embed.history(batch), batch["hist_len"], batch["hist_ts"]  # [B, m, D]
         else:
@@ -96,7 +114,6 @@ class SequenceCTR(CTRModel):
         tokens = tokens + self.pos_emb(pos) + self.time_emb(time)
         valid = valid_tokens(lengths, L)
         x = tokens * valid.unsqueeze(-1).to(tokens.dtype)
-        profile = self.embed.profile(batch)
         ctx = {"lengths": lengths, "num_targets": num_targets, "timestamps": ts, "profile": profile,
                "history": valid_tokens(n, L), "first": x}
         states = []
@@ -104,8 +121,8 @@ class SequenceCTR(CTRModel):
             x = block(x, ctx)
             states.append(x)
         if self.readout is not None:
-            return self.readout(self.final_norm(torch.stack(states, dim=1)), n, C), profile, single  # [B, C, D]
-        return gather_candidates(self.final_norm(x), n, C), profile, single
+            return self.readout(self.final_norm(torch.stack(states, dim=1)), n, C)  # [B, C, D]
+        return gather_candidates(self.final_norm(x), n, C)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         out, profile, single = self.encode(batch)
@@ -136,6 +153,11 @@ class PoolingCTR(CTRModel):
             w = self.attention_unit(torch.cat([h, t, h - t, h * t], dim=-1)).squeeze(-1)  # [B, C, m]
             pooled = ((w * mask.unsqueeze(1)).unsqueeze(-1) * h).sum(2)  # [B, C, D]
         return self._score(torch.cat([pooled, cand], dim=-1), batch, self.embed.profile(batch), single)
+
+
+def take_rows(batch: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
+    """The rows ``idx`` of every batch tensor (all have the batch as their first dimension)."""
+    return {k: v[idx] for k, v in batch.items()}
 
 
 def mixer_config(cfg: ModelConfig) -> MixerConfig:

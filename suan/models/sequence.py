@@ -11,19 +11,63 @@ from torch import Tensor
 
 from suan.ops.common.masks import log_time_bucket
 
+# Fixed cost of one more encoder pass, in tokens: a 256-row batch at L = 50 is 12,800 tokens, so an
+# extra chunk must save ~8 % of it (set from benchmarks.train_bench on 2 CPU cores).
+CHUNK_OVERHEAD_TOKENS = 1024
+
+
+def _tracing() -> bool:
+    """Inside ONNX export, torch.export, torch.compile or TorchScript tracing: shapes must not follow one batch."""
+    return (torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+            or torch.jit.is_tracing())
+
 
 def history_width(lengths: Tensor, keep: int) -> int:
     """Columns a batch needs: ``min(keep, longest history)``, at least 1, in eager mode.
 
-    Mixers ignore right padding (the mixer contract), so a batch of short histories can drop the
-    padding columns every row has: on P-AZ the longest history of a 256-row batch is 27 of L = 50
-    on average. A traced, compiled or exported graph keeps ``keep`` columns, so it never
-    specialises on one batch's lengths.
+    Mixers ignore right padding (the mixer contract), so a batch (or a chunk of one, see
+    ``length_chunks``) of short histories can drop the padding columns every row has. A traced,
+    compiled or exported graph keeps ``keep`` columns, so it never specialises on one batch.
     """
-    if (torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-            or torch.jit.is_tracing()):
+    if _tracing() or not lengths.numel():
         return keep
-    return max(1, min(keep, int(lengths.max()))) if lengths.numel() else keep
+    return max(1, min(keep, int(lengths.max())))
+
+
+def length_chunks(lengths: Tensor, keep: int, num_candidates: int = 1,
+                  overhead: int = CHUNK_OVERHEAD_TOKENS) -> list[Tensor] | None:
+    """Split a batch's rows into 2, 4 or 8 equal chunks of similar history length, or ``None`` (one pass).
+
+    Each chunk is encoded at its own width, so a batch with a few long histories among many short
+    ones (P-AZ: median 4 of L = 50, yet nearly every 256-row batch holds a 50) stops paying the
+    longest row's width for every row. The cost model counts tokens, ``rows x (width + C)`` per chunk,
+    plus ``overhead`` per extra chunk; the cheapest split wins. Always ``None`` when tracing.
+
+    Args:
+        lengths: [B] history lengths.
+        keep: the model's L (longer histories are cut to it).
+        num_candidates: C tokens appended to every row.
+
+    Returns:
+        Row indices [B_c] per chunk, shortest histories first, or ``None``.
+    """
+    B = lengths.numel()
+    if _tracing() or B < 2:
+        return None
+    order = torch.argsort(lengths.clamp(max=keep), stable=True)  # [B]
+    width = lengths.clamp(min=1, max=keep)[order].tolist()  # sorted widths
+    best, best_cost = None, B * (width[-1] + num_candidates)
+    for k in (2, 4, 8):
+        if k > B:
+            break
+        bounds = [round(i * B / k) for i in range(k + 1)]
+        cost = (k - 1) * overhead + sum((hi - lo) * (width[hi - 1] + num_candidates)
+                                        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True))
+        if cost < best_cost:
+            best, best_cost = bounds, cost
+    if best is None:
+        return None
+    return [order[lo:hi] for lo, hi in zip(best[:-1], best[1:], strict=True)]
 
 
 def keep_recent(x: Tensor, lengths: Tensor, keep: int) -> tuple[Tensor, Tensor]:
