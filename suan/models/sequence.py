@@ -9,17 +9,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from suan.ops.common.backend import tracing
 from suan.ops.common.masks import log_time_bucket
 
 # Fixed cost of one more encoder pass, in tokens: a 256-row batch at L = 50 is 12,800 tokens, so an
 # extra chunk must save ~8 % of it (set from benchmarks.train_bench on 2 CPU cores).
 CHUNK_OVERHEAD_TOKENS = 1024
-
-
-def _tracing() -> bool:
-    """Inside ONNX export, torch.export, torch.compile or TorchScript tracing: shapes must not follow one batch."""
-    return (torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-            or torch.jit.is_tracing())
 
 
 def history_width(lengths: Tensor, keep: int) -> int:
@@ -29,7 +24,7 @@ def history_width(lengths: Tensor, keep: int) -> int:
     ``length_chunks``) of short histories can drop the padding columns every row has. A traced,
     compiled or exported graph keeps ``keep`` columns, so it never specialises on one batch.
     """
-    if _tracing() or not lengths.numel():
+    if tracing() or not lengths.numel():
         return keep
     return max(1, min(keep, int(lengths.max())))
 
@@ -52,10 +47,11 @@ def length_chunks(lengths: Tensor, keep: int, num_candidates: int = 1,
         Row indices [B_c] per chunk, shortest histories first, or ``None``.
     """
     B = lengths.numel()
-    if _tracing() or B < 2:
+    if tracing() or B < 2:
         return None
-    order = torch.argsort(lengths.clamp(max=keep), stable=True)  # [B]
-    width = lengths.clamp(min=1, max=keep)[order].tolist()  # sorted widths
+    widths = lengths.clamp(min=1, max=keep)  # [B] columns each row needs (history_width's rule)
+    order = torch.argsort(widths, stable=True)  # [B]
+    width = widths[order].tolist()  # sorted
     best, best_cost = None, B * (width[-1] + num_candidates)
     for k in (2, 4, 8):
         if k > B:

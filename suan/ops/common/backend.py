@@ -20,11 +20,13 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _exporting() -> bool:
-    """Inside ONNX export, TorchScript tracing or torch.compile/export: the graph needs the torch path."""
+def tracing() -> bool:
+    """Inside ONNX export, torch.export, torch.compile or TorchScript tracing: the graph needs the torch
+    path, and shapes must not follow one batch's values."""
     import torch
 
-    return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+    return (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+            or torch.compiler.is_exporting())
 
 
 def resolve(backend: str, tensor: torch.Tensor, has_triton: bool) -> str:
@@ -40,7 +42,7 @@ def resolve(backend: str, tensor: torch.Tensor, has_triton: bool) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
-        use_triton = has_triton and tensor.is_cuda and triton_available() and not _exporting()
+        use_triton = has_triton and tensor.is_cuda and triton_available() and not tracing()
         return "triton" if use_triton else "torch"
     if backend == "triton" and not has_triton:
         raise NotImplementedError("this op has no Triton path yet")

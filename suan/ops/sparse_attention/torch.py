@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from suan.ops.common.backend import tracing
 from suan.ops.common.masks import default_scale, log_time_bucket, lookup, positions, valid_tokens
 
 # gathered elements ([B, H, chunk, K, D]) per query chunk in eager mode: a few MB are served again and again
@@ -103,7 +104,7 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_ta
     k_rows, v_rows = k.reshape(B * H * L, D), v.reshape(B * H * L, D)
     t_rows = timestamps.reshape(-1)  # [B·L]
     shared = dict(k_rows=k_rows, v_rows=v_rows, t_rows=t_rows, slot_bias=slot_bias, time_bias=time_bias, seq_len=L)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if tracing():
         # export and compile see one whole-sequence block: a loop over chunks would fix L in the graph
         out = _attend(q, key, valid, timestamps, **shared)
     else:
