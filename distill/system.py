@@ -15,7 +15,10 @@ import torch
 from torch import nn
 
 from distill.losses import online_distillation_loss
-from pipelines.systems import EvalBuffer, OptimConfig, param_groups
+from pipelines.systems import EvalBuffer, run_steps
+from suan.recipe.config import OptimConfig
+from suan.recipe.optim import build_optimizer, param_groups
+from suan.recipe.regularization import embedding_penalty
 from suan.utils.config import Config, require
 
 
@@ -50,11 +53,14 @@ class DistillSystem(L.LightningModule):
         teacher: the high-grade model.
         optim: optimiser settings (shared by both in online mode).
         cfg: :class:`DistillConfig`.
+        l2_weights: per-id weights of the ``batch`` embedding-L2 scope, as in ``CTRSystem``. Default: None.
     """
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, optim: OptimConfig, cfg: DistillConfig) -> None:
+    def __init__(self, student: nn.Module, teacher: nn.Module, optim: OptimConfig, cfg: DistillConfig,
+                 l2_weights: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.model, self.teacher, self.optim, self.cfg = student, teacher, optim, cfg
+        self.l2_weights = l2_weights
         if cfg.mode == "offline":
             self.teacher.requires_grad_(False)
         self.buffers = {f"{s}_{who}": EvalBuffer() for s in ("valid", "test") for who in ("student", "teacher")}
@@ -71,11 +77,15 @@ class DistillSystem(L.LightningModule):
         z_t = self.teacher(batch)
         parts = online_distillation_loss(z_s, z_t, batch["label"], self.cfg.temperature, self.cfg.lam,
                                          train_teacher=self.cfg.mode == "online")
+        trained = (self.model, self.teacher) if self.cfg.mode == "online" else (self.model,)
+        l2 = sum(embedding_penalty(m.embed, batch, self.optim.embedding_l2, self.optim.embedding_l2_scope,
+                                   self.l2_weights) for m in trained)
         B = len(z_s)
         self.log("train_loss", parts["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=B)
         for name in ("student_bce", "teacher_bce", "soft"):
             self.log(f"train_{name}", parts[name], on_step=False, on_epoch=True, batch_size=B)
-        return parts["loss"]
+        self.log("train_l2", l2, on_step=False, on_epoch=True, batch_size=B)
+        return parts["loss"] + l2
 
     def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
         for who, model in (("student", self.model), ("teacher", self.teacher)):
@@ -105,4 +115,4 @@ class DistillSystem(L.LightningModule):
         groups = param_groups(self.model, self.optim)
         if self.cfg.mode == "online":
             groups += param_groups(self.teacher, self.optim)
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.optim.lr)
+        return build_optimizer(groups, self.optim, run_steps(self.trainer))

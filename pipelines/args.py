@@ -13,6 +13,7 @@ from typing import Literal
 from features.protocols import PROTOCOLS
 from features.sources.synthetic import SynthConfig
 from suan.config import ARCHS, GRADES
+from suan.recipe.config import OptimConfig
 from suan.utils.config import Config, ConfigError, require
 
 
@@ -152,16 +153,26 @@ class TrainArgs(Config):
         model: architecture. Default: suan.
         grade: size from the grade table. Default: 2.
         seed: seeds everything (data order, init). Default: 0.
-        max_epochs: Default: 5.
+        max_epochs: epoch budget; early stopping on valid AUC normally ends training well before it (the
+            cosine schedule decays over it). Default: 50.
         max_steps: stop after this many optimiser steps (-1 = no limit). Default: -1.
-        batch_size: Default: 256.
+        batch_size: Default: 1024.
         lr: dense learning rate (AdamW). Default: 1e-3.
         embedding_lr: embedding learning rate (0 = lr). Default: 0.
-        weight_decay: Default: 1e-5.
-        warmup_steps: Default: 0.
-        grad_clip: gradient-norm clip (0 = off). Default: 1.0.
+        weight_decay: decoupled AdamW decay of dense matrices. Default: 1e-5.
+        schedule: plateau (lr × plateau_factor after an epoch without a better valid AUC), cosine (warm-up,
+            then cosine decay over the epoch budget) or constant. Default: plateau.
+        warmup_steps: linear warm-up steps (cosine, constant). Default: 0.
+        plateau_factor: lr multiplier on a valid-AUC plateau. Default: 0.1.
+        embedding_l2: λ of the L2 term λ/2·Σ‖w‖² on the feature embedding tables (0 = off). Default: 0.005.
+        embedding_l2_scope: table (every row, every step) or batch (the rows a batch looks up, weighted by
+            1 / their chance of being in a batch: the same expected penalty at any batch size). Default: table.
+        embedding_init_std: std of the normal every embedding table starts from (padding rows zero). Default: 1e-4.
+        grad_clip: gradient-norm clip (0 = off). Default: 10.0.
         precision: 32-true or bf16-mixed. Default: 32-true.
-        patience: early-stopping patience in epochs on valid AUC. Default: 2.
+        patience: early-stopping patience in epochs without a valid-AUC gain of 1e-4. Default: 2.
+        threads: torch intra-op threads (0 = one per core this process may use: CPU affinity and cgroup
+            quota respected). Default: 0.
         seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
         data_fraction: nested deterministic share of the training rows (scaling sweeps). Default: 1.0.
         eval_fraction: nested deterministic share of the valid/test rows evaluated (cheaper sweeps on
@@ -190,6 +201,11 @@ class TrainArgs(Config):
         ablate: deconstruction ablations kind:i,j[;kind:k], kind fixed | seqfree | stale_qk. Default: "".
         incremental: request-independent history tokens, so the model can also serve from a per-user state
             (needs a recurrent mixer, e.g. --mixer gated_deltanet; see suan.models.incremental). Default: False.
+        wiring: unified block wiring (suan, lightsuan): branches (the dual gate mixes the self- and
+            cross-attention outputs) or authors (the authors' post-norm block: the gate mixes the residual
+            stream with the cross output and adds the stream back). Default: branches.
+        candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
+            output, as the authors' head does (sequence archs). Default: False.
         log_every_n_steps: Default: 20.
         progress: progress bar. Default: True.
     """
@@ -199,16 +215,22 @@ class TrainArgs(Config):
     model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
     grade: int = 2
     seed: int = 0
-    max_epochs: int = 5
+    max_epochs: int = 50
     max_steps: int = -1
-    batch_size: int = 256
+    batch_size: int = 1024
     lr: float = 1e-3
     embedding_lr: float = 0.0
     weight_decay: float = 1e-5
+    schedule: Literal["plateau", "cosine", "constant"] = "plateau"
     warmup_steps: int = 0
-    grad_clip: float = 1.0
+    plateau_factor: float = 0.1
+    embedding_l2: float = 0.005
+    embedding_l2_scope: Literal["table", "batch"] = "table"
+    embedding_init_std: float = 1e-4
+    grad_clip: float = 10.0
     precision: Literal["32-true", "bf16-mixed"] = "32-true"
     patience: int = 2
+    threads: int = 0
     seq_len: int = 0
     data_fraction: float = 1.0
     eval_fraction: float = 1.0
@@ -232,6 +254,8 @@ class TrainArgs(Config):
     layer_router: bool = False
     ablate: str = ""
     incremental: bool = False
+    wiring: Literal["branches", "authors"] = "branches"
+    candidate_in_head: bool = False
     log_every_n_steps: int = 20
     progress: bool = True
 
@@ -239,7 +263,19 @@ class TrainArgs(Config):
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
         require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
         require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
+        require(self.threads >= 0, "threads must be >= 0 (0 = one per available core)")
         require_shares(self, "data_fraction", "eval_fraction")
+        self.optim()
+
+    def optim(self) -> OptimConfig:
+        """The optimiser, schedule and embedding-regularisation settings of this run (validated)."""
+        return OptimConfig(lr=self.lr, embedding_lr=self.embedding_lr, weight_decay=self.weight_decay,
+                           schedule=self.schedule, warmup_steps=self.warmup_steps, plateau_factor=self.plateau_factor,
+                           embedding_l2=self.embedding_l2, embedding_l2_scope=self.embedding_l2_scope)
+
+
+# the recipe defaults of `suan train`: compare, sweep and distill train with exactly these unless told otherwise
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -306,7 +342,9 @@ def _flag(value: str) -> bool:
 
 VARIANT_FIELDS = {"mixer": str, "position": str, "head": str, "ablate": str, "local_window": int, "dilation": int,
                   "dropout": float, "seq_len": int, "layer_router": _flag, "incremental": _flag,
-                  "bucket_by_length": _flag}
+                  "bucket_by_length": _flag, "wiring": str, "candidate_in_head": _flag, "schedule": str,
+                  "embedding_l2": float, "embedding_l2_scope": str, "embedding_init_std": float, "lr": float,
+                  "batch_size": int, "plateau_factor": float, "warmup_steps": int}
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
@@ -335,15 +373,16 @@ class CompareArgs(Config):
         out: folder of the runs and of comparison.json / comparison.md.
         models: architectures or variants ``arch:field=value[/field=value]`` with fields among
             mixer, position, head, layer_router, incremental, ablate, local_window, dilation, dropout, seq_len,
-            bucket_by_length (e.g.
+            bucket_by_length, wiring, candidate_in_head and the recipe's schedule, embedding_l2,
+            embedding_l2_scope, embedding_init_std, lr, batch_size, plateau_factor, warmup_steps (e.g.
             ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``).
             Default: suan,dnn,din,bst,hstu.
         seeds: seeds per model. Default: 0,1,2.
         grade: grade of every model. Default: 1.
-        max_epochs: Default: 3.
-        batch_size: Default: 256.
-        lr: Default: 3e-3.
-        patience: Default: 2.
+        max_epochs: as in train. Default: 50.
+        batch_size: as in train. Default: 1024.
+        lr: as in train. Default: 1e-3.
+        patience: as in train. Default: 2.
         negative_sampling_rate: as in train. Default: 1.0.
         data_fraction: nested deterministic share of the training rows, as in train (long-sequence
             studies on small machines). Default: 1.0.
@@ -356,10 +395,10 @@ class CompareArgs(Config):
     models: tuple[str, ...] = ("suan", "dnn", "din", "bst", "hstu")
     seeds: tuple[int, ...] = (0, 1, 2)
     grade: int = 1
-    max_epochs: int = 3
-    batch_size: int = 256
-    lr: float = 3e-3
-    patience: int = 2
+    max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    patience: int = TRAIN_DEFAULTS["patience"]
     negative_sampling_rate: float = 1.0
     data_fraction: float = 1.0
     eval_fraction: float = 1.0
@@ -389,10 +428,10 @@ class DistillArgs(Config):
         temperature: t. Default: 2.0.
         weight: λ of the soft term (negative = t²). Default: -1.
         seed: Default: 0.
-        max_epochs: Default: 5.
-        batch_size: Default: 256.
-        lr: Default: 3e-3.
-        patience: Default: 2.
+        max_epochs: as in train. Default: 50.
+        batch_size: as in train. Default: 1024.
+        lr: as in train. Default: 1e-3.
+        patience: as in train. Default: 2.
         local_window: student's local window k. Default: 8.
         dilation: student's dilation r. Default: 4.
         mlflow_uri: Default: "".
@@ -412,10 +451,10 @@ class DistillArgs(Config):
     temperature: float = 2.0
     weight: float = -1.0
     seed: int = 0
-    max_epochs: int = 5
-    batch_size: int = 256
-    lr: float = 3e-3
-    patience: int = 2
+    max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    patience: int = TRAIN_DEFAULTS["patience"]
     local_window: int = 8
     dilation: int = 4
     mlflow_uri: str = ""
@@ -467,10 +506,10 @@ class SweepArgs(Config):
         data_fractions: nested shares of the training rows. Default: 0.25,1.0.
         seeds: Default: 0.
         model: architecture. Default: suan.
-        max_epochs: Default: 2.
-        batch_size: Default: 256.
-        lr: Default: 3e-3.
-        patience: Default: 1.
+        max_epochs: as in train. Default: 50.
+        batch_size: as in train. Default: 1024.
+        lr: as in train. Default: 1e-3.
+        patience: as in train. Default: 2.
         eval_fraction: nested share of the valid/test rows evaluated at every point. Default: 1.0.
         bucket_by_length: length-bucketed training batches at every point (as in train). Default: False.
         mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
@@ -482,10 +521,10 @@ class SweepArgs(Config):
     data_fractions: tuple[float, ...] = (0.25, 1.0)
     seeds: tuple[int, ...] = (0,)
     model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
-    max_epochs: int = 2
-    batch_size: int = 256
-    lr: float = 3e-3
-    patience: int = 1
+    max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    patience: int = TRAIN_DEFAULTS["patience"]
     eval_fraction: float = 1.0
     bucket_by_length: bool = False
     mlflow_uri: str = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -61,3 +62,42 @@ class ThroughputCallback(L.Callback):
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds else 0.0
+
+
+class EpochCurve(L.Callback):
+    """Per-epoch valid metrics, training loss and lr, kept in checkpoints and written to ``curve.json``.
+
+    The curve is the evidence for a schedule and an early stop (plotted by ``suan compare``); holding
+    it in the checkpoint keeps a resumed run's curve whole.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.epochs = Path(path), []
+        self._loss, self._rows = 0.0, 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._loss, self._rows = 0.0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # the training objective (BCE + embedding L2) as the step returned it, averaged over rows
+        rows = int(batch["label"].shape[0])
+        self._loss += float(outputs["loss"]) * rows
+        self._rows += rows
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # after the system logged this epoch's metrics, before ModelCheckpoint saves (checkpointing runs last)
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
+        lrs = [g["lr"] for g in trainer.optimizers[0].param_groups] if trainer.optimizers else []
+        self.epochs.append({"epoch": trainer.current_epoch, "step": trainer.global_step,
+                            "lr": max(lrs) if lrs else 0.0,
+                            "train_objective": self._loss / self._rows if self._rows else float("nan"), **metrics})
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps(self.epochs, indent=1) + "\n")
+
+    def state_dict(self) -> dict:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs = list(state_dict.get("epochs", []))

@@ -33,12 +33,12 @@ def run_compare(args: CompareArgs) -> dict:
             if (run / "metrics.json").exists():
                 metrics = json.loads((run / "metrics.json").read_text())
             else:
-                metrics = run_train(TrainArgs(
-                    data=args.data, out=str(run), model=arch, grade=args.grade, seed=seed,
-                    max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                    negative_sampling_rate=args.negative_sampling_rate, data_fraction=args.data_fraction,
-                    eval_fraction=args.eval_fraction, mlflow_uri=uri, experiment="compare",
-                    progress=False, resume=(run / "checkpoints" / "last.ckpt").exists(), **options))
+                base = dict(data=args.data, out=str(run), model=arch, grade=args.grade, seed=seed,
+                            max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                            negative_sampling_rate=args.negative_sampling_rate, data_fraction=args.data_fraction,
+                            eval_fraction=args.eval_fraction, mlflow_uri=uri, experiment="compare",
+                            progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
+                metrics = run_train(TrainArgs(**{**base, **options}))  # a variant's own value wins
             results.setdefault(spec, []).append(metrics)
             print(f"{spec} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
     summary = summarise(results, baseline=args.models[0])

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from features.collate import collate
 from features.sampling import keep_mask
 from features.schema import FeatureMap, Role
+from features.vocab import Vocab
 
 
 def _units(files: list[Path]) -> list[tuple[Path, int]]:
@@ -182,6 +183,21 @@ class ShardDataModule(L.LightningDataModule):
         return ShardStream(files, self.fmap, self.batch_size, shuffle=shuffle, seed=self.seed,
                            rank=rank, world_size=world, fraction=self.train_fraction if split == "train" else self.eval_fraction,
                            bucket_by_length=self.bucket_by_length)
+
+    def steps_per_epoch(self, world_size: int = 1) -> int:
+        """Training batches per epoch and rank (DDP ranks read equal shares; a short last batch counts)."""
+        rows = self.stream("train").num_rows // max(world_size, 1)
+        return -(-rows // self.batch_size)
+
+    def vocab_counts(self) -> dict[str, np.ndarray]:
+        """Vocabulary → training count per id ([V]; padding and OOV count 0), from ``vocab/*.parquet``."""
+        out = {}
+        for name, size in self.fmap.vocab_sizes().items():
+            vocab = Vocab.load(name, self.data_dir / "vocab" / f"{name}.parquet")
+            counts = np.zeros(size, dtype=np.int64)
+            counts[2:2 + len(vocab.counts)] = vocab.counts
+            out[name] = counts
+        return out
 
     def _has_trainer(self) -> bool:
         return getattr(self, "trainer", None) is not None

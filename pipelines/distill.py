@@ -16,8 +16,8 @@ from pipelines.train import (
     build_trainer,
     final_metrics,
     fit_and_evaluate,
+    l2_weights,
     model_config,
-    optim_config,
     start_run,
     write_outputs,
 )
@@ -28,17 +28,18 @@ from suan.models.ctr import build_model
 def run_distill(args: DistillArgs) -> dict:
     targs = args.student_train_args()
     out, dm = start_run(targs)
-    student_cfg = model_config(targs, dm.fmap.max_seq_len)
+    student_cfg = model_config(targs, dm.fmap)
     student = build_model(student_cfg, dm.fmap)
     if args.mode == "offline":
         given = Path(args.teacher_run)
         # a run folder of `suan train` or a model folder itself (e.g. another distillation's teacher_model/)
         teacher, teacher_cfg, _ = load_model_dir(given if (given / "model.pt").exists() else given / "model")
     else:
-        teacher_cfg = model_config(targs.replace(model=args.teacher_model, grade=args.teacher_grade), dm.fmap.max_seq_len)
+        teacher_cfg = model_config(targs.replace(model=args.teacher_model, grade=args.teacher_grade), dm.fmap)
         teacher = build_model(teacher_cfg, dm.fmap)
-    system = DistillSystem(student, teacher, optim_config(targs),
-                           DistillConfig(mode=args.mode, temperature=args.temperature, weight=args.weight))
+    system = DistillSystem(student, teacher, targs.optim(),
+                           DistillConfig(mode=args.mode, temperature=args.temperature, weight=args.weight),
+                           l2_weights(targs, dm))
     args.save(out / "distill_config.yaml")
     targs.save(out / "train_config.yaml")
     student_cfg.save(out / "model_config.json")

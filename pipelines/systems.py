@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suan.utils.config import Config, require
+from suan.recipe.config import OptimConfig
+from suan.recipe.optim import build_optimizer, param_groups, step_budget
+from suan.recipe.regularization import embedding_penalty
 from suan.utils.metrics import auc, gauc, logloss
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class OptimConfig(Config):
-    """Optimiser settings.
-
-    Args:
-        lr: AdamW learning rate of dense parameters. Default: 1e-3.
-        embedding_lr: learning rate of embedding tables (0 = same as lr). Default: 0.
-        weight_decay: AdamW weight decay of dense matrices (not of embeddings, norms, biases). Default: 1e-5.
-        warmup_steps: linear warm-up steps. Default: 0.
-    """
-
-    lr: float = 1e-3
-    embedding_lr: float = 0.0
-    weight_decay: float = 1e-5
-    warmup_steps: int = 0
-
-    def validate(self) -> None:
-        require(self.lr > 0 and self.embedding_lr >= 0 and self.weight_decay >= 0, "bad optimiser values")
-        require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
-
-
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Embeddings (own lr, no decay), dense matrices (decay), vectors (no decay)."""
-    emb_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    emb, decay, no_decay = [], [], []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        (emb if id(p) in emb_ids else decay if p.dim() >= 2 else no_decay).append(p)
-    return [
-        {"params": emb, "lr": cfg.embedding_lr or cfg.lr, "weight_decay": 0.0, "name": "embedding"},
-        {"params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "dense"},
-        {"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0, "name": "dense_no_decay"},
-    ]
 
 
 class EvalBuffer:
@@ -68,24 +32,30 @@ class EvalBuffer:
 
 
 class CTRSystem(L.LightningModule):
-    """Binary cross-entropy training of an injected CTR model.
+    """Binary cross-entropy plus the embedding L2 term, training an injected CTR model.
 
     Args:
         model: a ``suan.models`` CTR model (returns logits).
         optim: :class:`OptimConfig`.
+        l2_weights: vocabulary → per-id weights of the ``batch`` L2 scope (``suan.recipe.touch_weights``).
+            Default: None (every looked-up row weighs 1).
     """
 
-    def __init__(self, model: nn.Module, optim: OptimConfig) -> None:
+    def __init__(self, model: nn.Module, optim: OptimConfig, l2_weights: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
-        self.model, self.optim = model, optim
+        self.model, self.optim, self.l2_weights = model, optim, l2_weights
         self.buffers = {"valid": EvalBuffer(), "test": EvalBuffer()}
         self.last_metrics: dict[str, float] = {}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch)
-        loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
-        return loss
+        bce = F.binary_cross_entropy_with_logits(logits, batch["label"])
+        l2 = embedding_penalty(self.model.embed, batch, self.optim.embedding_l2, self.optim.embedding_l2_scope,
+                               self.l2_weights)
+        B = len(logits)
+        self.log("train_loss", bce, on_step=True, on_epoch=True, prog_bar=True, batch_size=B)
+        self.log("train_l2", l2, on_step=False, on_epoch=True, batch_size=B)
+        return bce + l2
 
     def _eval_step(self, batch: dict[str, torch.Tensor], split: str) -> None:
         # metrics on the data's own distribution: calibration for sampled negatives is for serving
@@ -111,9 +81,11 @@ class CTRSystem(L.LightningModule):
         self._log_eval("test")
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(param_groups(self.model, self.optim), lr=self.optim.lr)
-        if not self.optim.warmup_steps:
-            return opt
-        warmup = self.optim.warmup_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return build_optimizer(param_groups(self.model, self.optim), self.optim, run_steps(self.trainer))
+
+
+def run_steps(trainer: L.Trainer) -> int:
+    """The run's optimiser-step budget (the cosine horizon), from the trainer and its ``ShardDataModule``."""
+    dm = getattr(trainer, "datamodule", None)
+    per_epoch = dm.steps_per_epoch(trainer.world_size) if dm is not None and hasattr(dm, "steps_per_epoch") else 1
+    return step_budget(trainer.max_steps, trainer.max_epochs or 1, per_epoch)

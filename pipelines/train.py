@@ -15,33 +15,41 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from features.schema import FeatureMap, Role
 from pipelines.args import TrainArgs
 from pipelines.artifacts import save_model_dir
-from pipelines.callbacks import AtomicCheckpointIO, RNGStateCallback, ThroughputCallback
+from pipelines.callbacks import AtomicCheckpointIO, EpochCurve, RNGStateCallback, ThroughputCallback
 from pipelines.datamodule import ShardDataModule
-from pipelines.systems import CTRSystem, OptimConfig
+from pipelines.systems import CTRSystem
+from pipelines.threads import set_threads
 from pipelines.tracking import make_logger
 from suan.config import GRADES, ModelConfig
 from suan.models.counts import count_params, measure_flops
 from suan.models.ctr import build_model
+from suan.recipe.optim import PLATEAU_THRESHOLD
+from suan.recipe.regularization import touch_weights
 from suan.utils.config import ConfigError
 from suan.utils.provenance import provenance
 
 
-def model_config(args: TrainArgs, data_len: int) -> ModelConfig:
-    """The model of a run: grade table sizes, sequence length capped by the data, run options."""
-    seq_len = args.seq_len or min(GRADES[args.grade].seq_len, data_len)
+def model_config(args: TrainArgs, fmap: FeatureMap) -> ModelConfig:
+    """The model of a run: grade table sizes for the data's behaviour fields, L capped by the data, run options."""
+    seq_len = args.seq_len or min(GRADES[args.grade].seq_len, fmap.max_seq_len)
     mixer = {"mixer": args.mixer} if args.mixer else {}
-    return ModelConfig.from_grade(args.model, args.grade, seq_len=seq_len, dropout=args.dropout, **mixer,
-                                  backend=args.backend, negative_sampling_rate=args.negative_sampling_rate,
-                                  local_window=args.local_window, dilation=args.dilation, position=args.position,
-                                  head=args.head, layer_router=args.layer_router, ablate=args.ablate,
-                                  incremental=args.incremental)
+    return ModelConfig.from_grade(args.model, args.grade, seq_fields=len(fmap.by_role(Role.SEQ)), seq_len=seq_len,
+                                  dropout=args.dropout, **mixer, backend=args.backend,
+                                  negative_sampling_rate=args.negative_sampling_rate, local_window=args.local_window,
+                                  dilation=args.dilation, position=args.position, head=args.head,
+                                  layer_router=args.layer_router, ablate=args.ablate, incremental=args.incremental,
+                                  embedding_init_std=args.embedding_init_std, wiring=args.wiring,
+                                  candidate_in_head=args.candidate_in_head)
 
 
-def optim_config(args: TrainArgs) -> OptimConfig:
-    return OptimConfig(lr=args.lr, embedding_lr=args.embedding_lr, weight_decay=args.weight_decay,
-                       warmup_steps=args.warmup_steps)
+def l2_weights(args: TrainArgs, dm: ShardDataModule) -> dict | None:
+    """Per-id weights of the ``batch`` embedding-L2 scope (None for ``table``)."""
+    if args.embedding_l2_scope != "batch":
+        return None
+    return touch_weights(dm.vocab_counts(), dm.stream("train").num_rows, args.batch_size)
 
 
 def _quiet(progress: bool) -> None:
@@ -59,6 +67,7 @@ def start_run(args: TrainArgs) -> tuple[Path, ShardDataModule]:
     if ckpt_dir.exists() and any(ckpt_dir.iterdir()) and not args.resume:
         raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    set_threads(args.threads)
     L.seed_everything(args.seed, workers=True, verbose=False)
     return out, ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
                                 train_fraction=args.data_fraction, eval_fraction=args.eval_fraction,
@@ -74,9 +83,13 @@ def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelC
         max_epochs=args.max_epochs, max_steps=args.max_steps, precision=args.precision,
         gradient_clip_val=args.grad_clip or None, deterministic=True, accelerator=args.accelerator,
         devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy, logger=logger,
-        callbacks=[best, EarlyStopping(monitor="valid_auc", mode="max", patience=args.patience),
-                   RNGStateCallback(), throughput],
+        callbacks=[best, EarlyStopping(monitor="valid_auc", mode="max", patience=args.patience,
+                                       min_delta=PLATEAU_THRESHOLD),
+                   RNGStateCallback(), throughput, EpochCurve(out / "curve.json")],
         enable_progress_bar=args.progress, log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=0,
+        # lightning builds the training loader once and tells only a DistributedSampler the epoch: rebuilding
+        # it every epoch is what hands ShardStream the new epoch (else every epoch replays epoch 0's order)
+        reload_dataloaders_every_n_epochs=1,
         default_root_dir=out, enable_model_summary=False, plugins=[AtomicCheckpointIO()],
     )
     return trainer, best, throughput
@@ -94,8 +107,8 @@ def fit_and_evaluate(trainer: L.Trainer, system: L.LightningModule, dm: ShardDat
 
 def run_train(args: TrainArgs) -> dict:
     out, dm = start_run(args)
-    cfg = model_config(args, dm.fmap.max_seq_len)
-    system = CTRSystem(build_model(cfg, dm.fmap), optim_config(args))
+    cfg = model_config(args, dm.fmap)
+    system = CTRSystem(build_model(cfg, dm.fmap), args.optim(), l2_weights(args, dm))
     args.save(out / "train_config.yaml")
     cfg.save(out / "model_config.json")
     logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)

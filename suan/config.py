@@ -2,6 +2,12 @@
 
 A grade scales layers, width, heads and sequence length together; ``ModelConfig.from_grade`` is
 the only place grades turn into numbers, and the resolved numbers are what gets saved.
+
+A grade's width is per feature field (``embed_dim``), as in the authors' code: a behaviour token
+concatenates one ``embed_dim`` embedding per behaviour field, so D = embed_dim × fields (MovieLens:
+item, genre, rating → 3 × embed_dim; Amazon: item → embed_dim). Grades 1–2 give every field the 32
+dimensions and read the 50 behaviours the peer baselines use; the largest read 1,000 (the paper's
+longest), where the data has them.
 """
 
 from __future__ import annotations
@@ -19,28 +25,29 @@ SOFTMAX_MIXERS = ("softmax_rel", "softmax", "softmax_rope", "sparse")
 POSITIONS = ("relative", "rope", "none")
 HEADS = ("last", "histograph")
 ABLATIONS = ("fixed", "seqfree", "stale_qk")
+WIRINGS = ("branches", "authors")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Grade:
-    """One row of the grade table."""
+    """One row of the grade table: embed_dim is the width of each field's embedding."""
 
     num_layers: int
-    d_model: int
+    embed_dim: int
     num_heads: int
     seq_len: int
     head_widths: tuple[int, ...]
 
 
 GRADES: dict[int, Grade] = {
-    0: Grade(num_layers=1, d_model=16, num_heads=1, seq_len=20, head_widths=(64, 32)),
-    1: Grade(num_layers=1, d_model=32, num_heads=2, seq_len=30, head_widths=(128, 64)),
-    2: Grade(num_layers=2, d_model=48, num_heads=2, seq_len=50, head_widths=(128, 64)),
-    3: Grade(num_layers=2, d_model=64, num_heads=4, seq_len=50, head_widths=(256, 128)),
-    4: Grade(num_layers=3, d_model=96, num_heads=4, seq_len=100, head_widths=(256, 128)),
-    5: Grade(num_layers=4, d_model=128, num_heads=4, seq_len=100, head_widths=(512, 256)),
-    6: Grade(num_layers=6, d_model=192, num_heads=6, seq_len=200, head_widths=(512, 256)),
-    7: Grade(num_layers=8, d_model=256, num_heads=8, seq_len=200, head_widths=(1024, 512)),
+    0: Grade(num_layers=1, embed_dim=16, num_heads=1, seq_len=20, head_widths=(64, 32)),
+    1: Grade(num_layers=1, embed_dim=32, num_heads=2, seq_len=50, head_widths=(128, 64)),
+    2: Grade(num_layers=2, embed_dim=32, num_heads=2, seq_len=50, head_widths=(256, 128)),
+    3: Grade(num_layers=2, embed_dim=48, num_heads=4, seq_len=100, head_widths=(256, 128)),
+    4: Grade(num_layers=3, embed_dim=64, num_heads=4, seq_len=100, head_widths=(512, 256)),
+    5: Grade(num_layers=4, embed_dim=96, num_heads=4, seq_len=200, head_widths=(512, 256)),
+    6: Grade(num_layers=6, embed_dim=128, num_heads=8, seq_len=500, head_widths=(1024, 512)),
+    7: Grade(num_layers=8, embed_dim=192, num_heads=8, seq_len=1000, head_widths=(1024, 512)),
 }
 
 
@@ -58,7 +65,7 @@ class ModelConfig(Config):
         head_widths: hidden widths of the MLP head.
         mixer: registry name of the self-attention mixer. Default: the arch's own.
         ffn_mult: SwiGLU / FFN width multiplier. Default: 3.
-        context_dim: embedding width of context fields. Default: 16.
+        context_dim: embedding width of context fields (the grade's embed_dim). Default: 16.
         max_attn_len: local attention window, 0 = unlimited. Default: 0.
         local_window: k, recent positions LightSUAN's sparse attention sees. Default: 8.
         dilation: r, LightSUAN also sees every r-th earlier position. Default: 4.
@@ -83,6 +90,14 @@ class ModelConfig(Config):
             to the last behaviour), the whole history is read (no cut to seq_len) and SUAN's dual gate pools
             the history causally. Needs a sequence arch, a recurrent mixer and head ``last``, no layer
             router. Default: False.
+        wiring: the unified block's wiring (suan, lightsuan): ``branches`` (pre-norm; the dual gate mixes the
+            self- and cross-attention outputs) or ``authors`` (the authors' post-norm block: the gate mixes the
+            residual stream with the cross output and the stream is added back). Default: branches.
+        candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
+            output, as the authors' head does (sequence archs). Default: False.
+        embedding_init_std: every embedding table (features, positions, time buckets) starts N(0, std²),
+            padding rows zero; dense layers keep PyTorch's default (Kaiming-uniform, weights and biases in
+            ±1/√fan_in). Default: 1e-4.
         chunk_by_length: in training, encode a batch's rows in chunks of similar history length, each
             at its own width (``suan.models.sequence.length_chunks``): the same outputs and gradients as
             one padded pass, fewer tokens when lengths differ (sequence archs). Default: True.
@@ -112,6 +127,9 @@ class ModelConfig(Config):
     sink_tau: float = 5.0
     incremental: bool = False
     chunk_by_length: bool = True
+    embedding_init_std: float = 1e-4
+    wiring: Literal["branches", "authors"] = "branches"
+    candidate_in_head: bool = False
 
     def validate(self) -> None:
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
@@ -121,6 +139,8 @@ class ModelConfig(Config):
         require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
         require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")
+        require(self.embedding_init_std > 0, "embedding_init_std must be > 0")
+        require(self.wiring in WIRINGS, f"wiring must be one of {WIRINGS}")
         self._validate_options()
 
     def _validate_options(self) -> None:
@@ -129,8 +149,10 @@ class ModelConfig(Config):
         require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
         ablations = parse_ablate(self.ablate, self.num_layers)
         sequence = self.arch not in ("dnn", "din")
-        require(sequence or (self.head == "last" and not self.layer_router and not ablations),
-                "head, layer_router and ablate need a sequence arch (suan, lightsuan, bst, hstu)")
+        require(sequence or (self.head == "last" and not self.layer_router and not ablations
+                             and not self.candidate_in_head),
+                "head, layer_router, ablate and candidate_in_head need a sequence arch (suan, lightsuan, bst, hstu)")
+        require(self.wiring == "branches" or self.arch in ("suan", "lightsuan"), "wiring needs suan or lightsuan")
         softmax = self.mixer_name in SOFTMAX_MIXERS
         require(softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
                 f"position, ablate and sink_beta need a softmax mixer {SOFTMAX_MIXERS}")
@@ -151,12 +173,21 @@ class ModelConfig(Config):
         require(self.head == "last" and not self.layer_router, "incremental needs head 'last' and no layer_router")
 
     @classmethod
-    def from_grade(cls, arch: str, grade: int, **overrides) -> ModelConfig:
-        """The config of ``arch`` at ``grade`` (overrides applied after the table)."""
+    def from_grade(cls, arch: str, grade: int, seq_fields: int = 1, **overrides) -> ModelConfig:
+        """The config of ``arch`` at ``grade`` (overrides applied after the table).
+
+        Args:
+            arch: architecture.
+            grade: row of :data:`GRADES`.
+            seq_fields: behaviour fields of the data (``FeatureMap.by_role(Role.SEQ)``): D = embed_dim × this.
+            overrides: fields set after the table.
+        """
         require(grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+        require(seq_fields >= 1, "seq_fields must be >= 1")
         g = GRADES[grade]
-        values = dict(arch=arch, grade=grade, num_layers=g.num_layers, d_model=g.d_model, num_heads=g.num_heads,
-                      seq_len=g.seq_len, head_widths=g.head_widths, mixer=DEFAULT_MIXER.get(arch, ""))
+        values = dict(arch=arch, grade=grade, num_layers=g.num_layers, d_model=g.embed_dim * seq_fields,
+                      num_heads=g.num_heads, seq_len=g.seq_len, head_widths=g.head_widths, context_dim=g.embed_dim,
+                      mixer=DEFAULT_MIXER.get(arch, ""))
         values.update(overrides)
         return cls(**values)
 

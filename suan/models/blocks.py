@@ -143,6 +143,67 @@ class UnifiedAttentionBlock(nn.Module):
         return x + self.drop(self.ffn(self.norm_ffn(x)))
 
 
+class AuthorsAttentionBlock(nn.Module):
+    """SUAN's block as the authors' code wires it (laiweijiang/SUAN ``handle_rec_unit.py``, ``SUAN_Block``).
+
+    ``x = RMSNorm(x)`` → ``x = RMSNorm(x + self-attn(x))`` → ``c = cross-attn(x, profile)`` →
+    ``x = RMSNorm(x + gate(x, c))`` → ``x + SwiGLU(x)``. The dual gate mixes the residual stream itself with
+    the cross branch (softmax over the two per channel, driven by their mean over history tokens) and the
+    stream is added back, so self-attention can never be gated off; in :class:`UnifiedAttentionBlock` the
+    gate mixes the two branch outputs and can suppress self-attention per channel.
+
+    Args: as :class:`UnifiedAttentionBlock`.
+    """
+
+    def __init__(self, mixer: MixerConfig, ffn_mult: int, dropout: float, layer_router: bool = False,
+                 causal_gate: bool = False) -> None:
+        super().__init__()
+        d = mixer.d_model
+        self.norm_in, self.norm_self, self.norm_cross = nn.RMSNorm(d), nn.RMSNorm(d), nn.RMSNorm(d)
+        self.self_attn = RoutedAttention(mixer) if layer_router else build_mixer(mixer)
+        self.stale_qk = mixer.ablate == "stale_qk"
+        self.cross_attn = CrossAttention(d, mixer.num_heads)
+        self.gate = DualAlignmentGate(d, causal=causal_gate)
+        self.ffn = SwiGLU(d, ffn_mult)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, ctx: dict[str, Tensor]) -> Tensor:
+        x = self.norm_in(x)
+        s = self.self_attn(x, lengths=ctx["lengths"], num_targets=ctx["num_targets"], timestamps=ctx["timestamps"],
+                           **stale_source(self.stale_qk, self.norm_in, ctx))
+        x = self.norm_self(x + self.drop(s))
+        c = self.cross_attn(x, ctx["profile"])
+        x = self.norm_cross(x + self.drop(self.gate(x, c, ctx["history"])))
+        return x + self.drop(self.ffn(x))
+
+    def init_state(self, batch: int) -> dict[str, Tensor]:
+        """Recurrent mixer state (``mixer.*``) and the running sum of stream + cross over history (``gate_sum``)."""
+        d = self.norm_in.weight.shape[0]
+        return {**_prefixed(self.self_attn.init_state(batch)),
+                "gate_sum": torch.zeros(batch, d, device=self.norm_in.weight.device)}
+
+    def step(self, x_t: Tensor, ts_t: Tensor, ctx: dict[str, Tensor],
+             state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One history token, as :meth:`UnifiedAttentionBlock.step`."""
+        x = self.norm_in(x_t)
+        s, mixer = self.self_attn.step(x, ts_t, _unprefixed(state))
+        x = self.norm_self(x + self.drop(s))
+        c = self.cross_attn(x.unsqueeze(1), ctx["profile"])[:, 0]  # [B, D]
+        gate_sum = state["gate_sum"] + (x + c)
+        pooled = gate_sum / ctx["count"].clamp(min=1).unsqueeze(-1).to(x.dtype)  # [B, D]
+        x = self.norm_cross(x + self.drop(self.gate.mix(x.unsqueeze(1), c.unsqueeze(1), pooled.unsqueeze(1))[:, 0]))
+        return x + self.drop(self.ffn(x)), {**_prefixed(mixer), "gate_sum": gate_sum}
+
+    def candidates(self, x_c: Tensor, ts_c: Tensor, ctx: dict[str, Tensor], state: dict[str, Tensor]) -> Tensor:
+        """Candidate outputs [B, C, D], as :meth:`UnifiedAttentionBlock.candidates`."""
+        x = self.norm_in(x_c)
+        x = self.norm_self(x + self.drop(self.self_attn.score_candidates(x, ts_c, _unprefixed(state))))
+        c = self.cross_attn(x, ctx["profile"])
+        pooled = state["gate_sum"] / ctx["count"].clamp(min=1).unsqueeze(-1).to(x.dtype)  # [B, D]
+        x = self.norm_cross(x + self.drop(self.gate.mix(x, c, pooled.unsqueeze(1).expand_as(x))))
+        return x + self.drop(self.ffn(x))
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm Transformer block (BST): LayerNorm → mixer → +res → LayerNorm → GELU FFN → +res."""
 
@@ -201,3 +262,5 @@ class HSTUBlock(nn.Module):
 
 BLOCKS = {"suan": UnifiedAttentionBlock, "lightsuan": UnifiedAttentionBlock, "bst": TransformerBlock,
           "hstu": HSTUBlock}
+# the unified blocks' two wirings (``ModelConfig.wiring``)
+UNIFIED_WIRINGS = {"branches": UnifiedAttentionBlock, "authors": AuthorsAttentionBlock}

@@ -15,9 +15,9 @@ from torch import Tensor, nn
 from features.schema import FeatureMap
 from suan.config import ModelConfig, parse_ablate
 from suan.mixers.base import MixerConfig
-from suan.models.blocks import BLOCKS, UnifiedAttentionBlock
+from suan.models.blocks import BLOCKS, UNIFIED_WIRINGS, UnifiedAttentionBlock
 from suan.models.histograph import HistographReadout
-from suan.models.inputs import FeatureEmbedder
+from suan.models.inputs import FeatureEmbedder, init_embeddings
 from suan.models.sequence import (
     age_buckets,
     append_candidates,
@@ -61,13 +61,15 @@ class SequenceCTR(CTRModel):
     """SUAN / BST / HSTU: stacked blocks over [history, candidates]; the head reads candidate outputs."""
 
     def __init__(self, cfg: ModelConfig, fmap: FeatureMap) -> None:
-        super().__init__(cfg, fmap, head_in=cfg.d_model)
+        super().__init__(cfg, fmap, head_in=cfg.d_model * (2 if cfg.candidate_in_head else 1))
         d = cfg.d_model
         self.pos_emb = nn.Embedding(cfg.seq_len + 1, d)
         self.time_emb = nn.Embedding(TIME_BUCKETS, d)
         block, ablations = BLOCKS[cfg.arch], parse_ablate(cfg.ablate, cfg.num_layers)
+        unified = block is UnifiedAttentionBlock
+        block = UNIFIED_WIRINGS[cfg.wiring] if unified else block
         options = {"layer_router": True} if cfg.layer_router else {}
-        if cfg.incremental and block is UnifiedAttentionBlock:
+        if cfg.incremental and unified:
             options["causal_gate"] = True
         self.blocks = nn.ModuleList(block(mixer_config(cfg).replace(ablate=ablations.get(i, "")), cfg.ffn_mult,
                                           cfg.dropout, **options) for i in range(cfg.num_layers))
@@ -124,9 +126,15 @@ class SequenceCTR(CTRModel):
             return self.readout(self.final_norm(torch.stack(states, dim=1)), n, C)  # [B, C, D]
         return gather_candidates(self.final_norm(x), n, C)
 
+    def score_outputs(self, out: Tensor, batch: dict[str, Tensor], profile: Tensor, single: bool) -> Tensor:
+        """Candidate outputs [B, C, D] → logits, beside the candidate's own embeddings when the head reads them."""
+        if self.cfg.candidate_in_head:
+            out = torch.cat([out, self.embed.candidates(batch)], dim=-1)  # [B, C, 2D]
+        return self._score(out, batch, profile, single)
+
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         out, profile, single = self.encode(batch)
-        return self._score(out, batch, profile, single)
+        return self.score_outputs(out, batch, profile, single)
 
 
 class PoolingCTR(CTRModel):
@@ -169,5 +177,7 @@ def mixer_config(cfg: ModelConfig) -> MixerConfig:
 
 
 def build_model(cfg: ModelConfig, fmap: FeatureMap) -> CTRModel:
-    """The one builder: every arch and grade goes through here."""
-    return PoolingCTR(cfg, fmap) if cfg.arch in ("dnn", "din") else SequenceCTR(cfg, fmap)
+    """The one builder: every arch and grade goes through here (and so through one embedding init)."""
+    model = PoolingCTR(cfg, fmap) if cfg.arch in ("dnn", "din") else SequenceCTR(cfg, fmap)
+    init_embeddings(model, cfg.embedding_init_std)
+    return model

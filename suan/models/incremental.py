@@ -93,7 +93,7 @@ class IncrementalCTR(nn.Module):
         ts_c = target_ts.unsqueeze(1).expand(-1, C)  # [B, C]
         for i, block in enumerate(m.blocks):
             x = block.candidates(x, ts_c, ctx, _layer(state, i))  # [B, C, D]
-        return m._score(m.final_norm(x), batch, profile, single)
+        return m.score_outputs(m.final_norm(x), batch, profile, single)
 
 
 def _layer(state: dict[str, Tensor], i: int) -> dict[str, Tensor]:

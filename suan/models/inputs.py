@@ -4,6 +4,10 @@ A behaviour token concatenates the embeddings of one behaviour's fields to width
 takes the remainder of D / n_fields). A candidate token uses the same tables for the fields it has
 (item id, category) and zeros for behaviour-only fields (action). Fields sharing a vocabulary share
 one table.
+
+Every table holds row 0 as padding (zero, never trained). Tables start small-normal (see
+:func:`init_embeddings`): with ``nn.Embedding``'s N(0, 1), the many items seen in a few rows stay
+mostly noise after training (measured on P-AZ: 0.7018 vs 0.7599 test AUC, docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -12,6 +16,21 @@ import torch
 from torch import Tensor, nn
 
 from features.schema import FeatureMap, Role
+
+
+def init_embeddings(module: nn.Module, std: float) -> None:
+    """Every ``nn.Embedding`` under ``module``: N(0, std²), padding row zero.
+
+    Args:
+        module: a model (or any module holding embedding tables).
+        std: the normal's standard deviation.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
 
 
 def split_width(d: int, n: int) -> list[int]:
@@ -43,11 +62,37 @@ class FeatureEmbedder(nn.Module):
             self.seq_vocab[name]: nn.Embedding(sizes[self.seq_vocab[name]], w, padding_idx=0)
             for name, w in zip(self.seq_fields, widths, strict=True)
         })
-        self.user_tables = nn.ModuleDict({f: nn.Embedding(sizes[fmap.field(f).vocab], d_model) for f in self.user_fields})
+        self.user_tables = nn.ModuleDict({
+            f: nn.Embedding(sizes[fmap.field(f).vocab], d_model, padding_idx=0) for f in self.user_fields
+        })
         self.context_tables = nn.ModuleDict({
-            f: nn.Embedding(sizes[fmap.field(f).vocab], context_dim) for f in self.context_fields
+            f: nn.Embedding(sizes[fmap.field(f).vocab], context_dim, padding_idx=0) for f in self.context_fields
         })
         self.d_model, self.context_dim = d_model, context_dim
+        # table key -> vocabulary (keys are unique across the three groups)
+        self.table_vocab = {**{f"token.{v}": v for v in self.token_tables},
+                            **{f"user.{f}": fmap.field(f).vocab for f in self.user_fields},
+                            **{f"context.{f}": fmap.field(f).vocab for f in self.context_fields}}
+
+    def tables(self) -> dict[str, nn.Embedding]:
+        """Every feature table by key (``token.<vocab>``, ``user.<field>``, ``context.<field>``)."""
+        return {**{f"token.{v}": t for v, t in self.token_tables.items()},
+                **{f"user.{f}": t for f, t in self.user_tables.items()},
+                **{f"context.{f}": t for f, t in self.context_tables.items()}}
+
+    def lookups(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Table key → the ids a batch looks up in it, flattened (padding included)."""
+        out: dict[str, list[Tensor]] = {}
+        for f in self.seq_fields:
+            out.setdefault(f"token.{self.seq_vocab[f]}", []).append(batch[f].flatten())
+        for vocab, f in self.target_fields.items():
+            if vocab in self.token_tables:
+                out.setdefault(f"token.{vocab}", []).append(batch[f].flatten())
+        for f in self.user_fields:
+            out[f"user.{f}"] = [batch[f].flatten()]
+        for f in self.context_fields:
+            out[f"context.{f}"] = [batch[f].flatten()]
+        return {k: torch.cat(v) for k, v in out.items()}
 
     def history(self, batch: dict[str, Tensor]) -> Tensor:
         """[B, Lh, D] behaviour tokens (zeros at padding thanks to padding_idx 0)."""

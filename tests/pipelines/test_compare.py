@@ -20,7 +20,7 @@ def test_parse_variant_types_fields_and_keeps_colons_in_values():
     assert run_name("suan:ablate=fixed:0") == "suan-ablate-fixed-0"
 
 
-@pytest.mark.parametrize(("spec", "reason"), [("gpt", "architecture"), ("suan:lr=1", "field=value"),
+@pytest.mark.parametrize(("spec", "reason"), [("gpt", "architecture"), ("suan:grade=1", "field=value"),
                                               ("suan:mixer", "field=value"), ("suan:dilation=two", "dilation")])
 def test_bad_variants_are_rejected_with_the_reason(spec, reason):
     with pytest.raises(ConfigError, match=reason):
