@@ -67,3 +67,19 @@ def describe(data_dir: str | Path) -> str:
         roles.setdefault(f.role, []).append(f"{f.name}({f.vocab_size})" if f.vocab_size else f.name)
     lines += [f"  {role:<12} {', '.join(names)}" for role, names in roles.items()]
     return "\n".join(lines)
+
+
+def popularity_auc(data_dir: str | Path, split: str) -> float:
+    """AUC of ranking a split's candidates by how often they were clicked in train (the floor any model must beat).
+
+    Args:
+        data_dir: prepared folder.
+        split: ``valid`` or ``test``.
+    """
+    data_dir = Path(data_dir)
+    target = FeatureMap.load(data_dir / "feature_map.json").by_role(Role.TARGET)[0].name
+    clicks = (pl.scan_parquet(sorted((data_dir / "train").glob("*.parquet"))).filter(pl.col("label") == 1)
+              .group_by(target).agg(pl.len().alias("clicks")))
+    rows = (pl.scan_parquet(sorted((data_dir / split).glob("*.parquet"))).select(target, "label")
+            .join(clicks, on=target, how="left").collect())
+    return auc(rows["label"].to_numpy(), rows["clicks"].fill_null(0).to_numpy().astype(np.float64))

@@ -206,6 +206,8 @@ class TrainArgs(Config):
             stream with the cross output and adds the stream back). Default: branches.
         candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
             output, as the authors' head does (sequence archs). Default: False.
+        test: evaluate the best checkpoint on the test split at the end (``suan tune`` turns it off: test
+            is read once, for the report). Default: True.
         log_every_n_steps: Default: 20.
         progress: progress bar. Default: True.
     """
@@ -256,6 +258,7 @@ class TrainArgs(Config):
     incremental: bool = False
     wiring: Literal["branches", "authors"] = "branches"
     candidate_in_head: bool = False
+    test: bool = True
     log_every_n_steps: int = 20
     progress: bool = True
 
@@ -276,6 +279,47 @@ class TrainArgs(Config):
 
 # the recipe defaults of `suan train`: compare, sweep and distill train with exactly these unless told otherwise
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TuneArgs(Config):
+    """Search training options with Optuna (TPE, pruning on per-epoch valid AUC); writes the best recipe.
+
+    Args:
+        data: prepared folder.
+        out: tuning folder (trials/, best_recipe.yaml, report.md).
+        space: YAML search space: ``option: {type: float|int|categorical, low, high, log, step, choices}``
+            over any ``suan train`` option (e.g. ``lr: {type: float, low: 1e-4, high: 1e-2, log: true}``).
+        base: YAML/JSON of fixed ``suan train`` options every trial starts from ("" = the defaults). Default: "".
+        model: architecture (unless the base or the space sets it). Default: suan.
+        grade: grade (unless the base or the space sets it). Default: 2.
+        trials: trials this process runs (a resumed or shared study adds them to those it has). Default: 20.
+        timeout: stop starting trials after this many seconds (0 = no limit). Default: 0.
+        storage: Optuna storage URL; an RDB (SQLite file, PostgreSQL, MySQL) makes the study resumable and
+            lets several processes or machines work on it at once ("" = sqlite:///<out>/optuna.db). Default: "".
+        study: study name. Default: suan.
+        seed: sampler seed (each process sharing a study should use its own). Default: 0.
+        prune: stop unpromising trials early (median rule on per-epoch valid AUC). Default: True.
+        mlflow_uri: tracking URI for the trials' runs ("" = a SQLite store under out). Default: "".
+    """
+
+    data: str
+    out: str
+    space: str
+    base: str = ""
+    model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
+    grade: int = 2
+    trials: int = 20
+    timeout: float = 0.0
+    storage: str = ""
+    study: str = "suan"
+    seed: int = 0
+    prune: bool = True
+    mlflow_uri: str = ""
+
+    def validate(self) -> None:
+        require(self.trials >= 1 and self.timeout >= 0, "trials must be >= 1 and timeout >= 0")
+        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

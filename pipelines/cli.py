@@ -20,6 +20,7 @@ from pipelines.args import (
     SweepArgs,
     SynthArgs,
     TrainArgs,
+    TuneArgs,
 )
 from pipelines.typed_cli import Command, build_parser, config_from_args
 from suan.utils.config import ConfigError
@@ -27,6 +28,8 @@ from suan.utils.config import ConfigError
 COMMANDS = {
     "demo": Command(DemoArgs, "pipelines.demo:run_demo", "run the main job end to end on the embedded synthetic default"),
     "train": Command(TrainArgs, "pipelines.train:run_train", "train a CTR model (Lightning, MLflow, resumable)"),
+    "tune": Command(TuneArgs, "pipelines.tune:run_tune",
+                    "search training options with Optuna (resumable, shareable study); writes the best recipe"),
     "eval": Command(EvalArgs, "pipelines.evaluate:run_eval", "evaluate a trained run on valid or test"),
     "distill": Command(DistillArgs, "pipelines.distill:run_distill", "distil a SUAN teacher into a LightSUAN student"),
     "export": Command(ExportArgs, "pipelines.export:run_export", "export a run's model to ONNX behind a parity gate"),

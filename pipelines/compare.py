@@ -44,8 +44,42 @@ def run_compare(args: CompareArgs) -> dict:
     summary = summarise(results, baseline=args.models[0])
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "comparison.md").write_text(table(summary, args) + "\n")
+    plot_curves(out, args)
     print(table(summary, args))
     return summary
+
+
+def plot_curves(out: Path, args: CompareArgs) -> Path | None:
+    """``curves.png``: every run's valid AUC per epoch (one colour per model), popularity ranking as the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from features.stats import popularity_auc
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for k, spec in enumerate(args.models):
+        for i, seed in enumerate(args.seeds):
+            path = out / "runs" / f"{run_name(spec)}-g{args.grade}-s{seed}" / "curve.json"
+            if not path.exists():
+                continue
+            curve = json.loads(path.read_text())
+            ax.plot([e["epoch"] + 1 for e in curve], [e["valid_auc"] for e in curve], color=f"C{k % 10}",
+                    marker="o", markersize=3, alpha=0.8, label=spec if i == 0 else None)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.axhline(popularity_auc(args.data, "valid"), color="grey", linestyle="--", label="popularity ranking")
+    ax.set(xlabel="epoch", ylabel="valid AUC", title=f"{Path(args.data).name}: valid AUC per epoch, grade {args.grade}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
+    return out / "curves.png"
 
 
 def run_name(spec: str) -> str:
@@ -98,6 +132,11 @@ def table(summary: dict, args: CompareArgs) -> str:
         cells = " | ".join(fmt(row[k], n) for k in COLUMNS[1:3] + ("valid_auc",))
         lines.append(f"| {arch} | {row['params_dense']:,} | {fmt(row['test_auc'], n)} | {delta} | {cells} | "
                      f"{row['samples_per_second']:,.0f} |")
+    if (Path(args.data) / "feature_map.json").exists():
+        from features.stats import popularity_auc
+
+        lines.append(f"| popularity ranking (train clicks) | | {popularity_auc(args.data, 'test'):.4f} | | | | "
+                     f"{popularity_auc(args.data, 'valid'):.4f} | |")
     stats_path = Path(args.data) / "stats.json"
     if stats_path.exists():
         oracle = json.loads(stats_path.read_text())["splits"]["test"].get("oracle_auc")

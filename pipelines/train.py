@@ -102,10 +102,12 @@ def fit_and_evaluate(trainer: L.Trainer, system: L.LightningModule, dm: ShardDat
     trainer.fit(system, dm, ckpt_path=str(last) if args.resume and last.exists() else None)
     best_path = best.best_model_path or str(last)
     trainer.validate(system, dm, ckpt_path=best_path, verbose=False)
-    trainer.test(system, dm, ckpt_path=best_path, verbose=False)
+    if args.test:
+        trainer.test(system, dm, ckpt_path=best_path, verbose=False)
 
 
-def run_train(args: TrainArgs) -> dict:
+def run_train(args: TrainArgs, callbacks: tuple[L.Callback, ...] = ()) -> dict:
+    """Train, evaluate, write the run folder; ``callbacks`` join the trainer's (``suan tune``'s pruning)."""
     out, dm = start_run(args)
     cfg = model_config(args, dm.fmap)
     system = CTRSystem(build_model(cfg, dm.fmap), args.optim(), l2_weights(args, dm))
@@ -113,6 +115,7 @@ def run_train(args: TrainArgs) -> dict:
     cfg.save(out / "model_config.json")
     logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)
     trainer, best, throughput = build_trainer(args, out, logger)
+    trainer.callbacks.extend(callbacks)
     fit_and_evaluate(trainer, system, dm, best, args, out)
     metrics = final_metrics(system, cfg, dm, throughput, trainer)
     if trainer.is_global_zero:

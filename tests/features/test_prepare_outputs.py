@@ -99,3 +99,20 @@ def test_oracle_auc_is_recorded_as_the_ceiling(tiny_synthetic):
     test = pl.read_parquet(tiny_synthetic / "data" / "test")
     assert stats["splits"]["test"]["oracle_auc"] == pytest.approx(auc(test["label"].to_numpy(),
                                                                        test["oracle_p"].to_numpy()))
+
+
+def test_popularity_auc_ranks_candidates_by_their_training_clicks(tiny_synthetic):
+    import polars as pl
+
+    from features.stats import popularity_auc
+    from suan.utils.metrics import auc
+
+    data = tiny_synthetic / "data"
+    train = pl.read_parquet(data / "train")
+    clicks: dict[int, int] = {}
+    for item, label in zip(train["item_id"].to_list(), train["label"].to_list(), strict=True):
+        clicks[item] = clicks.get(item, 0) + int(label == 1)
+    test = pl.read_parquet(data / "test")
+    want = auc(test["label"].to_numpy(), [float(clicks.get(i, 0)) for i in test["item_id"].to_list()])
+    assert popularity_auc(data, "test") == want
+    assert 0.4 < want < 0.9

@@ -38,6 +38,7 @@ def test_compare_trains_each_variant_with_its_options(tiny_synthetic, tmp_path):
     assert all(row["samples_per_second"] > 0 and 0 < row["test_auc"]["mean"] < 1 for row in summary.values())
     table = (tmp_path / "comparison.md").read_text()
     assert "suan:mixer=linear_attn" in table and "±" not in table  # one seed: no spread to show
+    assert "popularity ranking" in table and (tmp_path / "curves.png").stat().st_size > 10_000
 
 
 def test_compare_trains_on_the_requested_share_of_rows(tiny_synthetic, tmp_path):
