@@ -38,7 +38,8 @@ class DemoArgs(Config):
         seed: Default: 0.
         models: architectures trained and compared. Default: suan,dnn,din,bst.
         grade: grade of every model. Default: 1.
-        epochs: training epochs per model. Default: 2.
+        epochs: epoch budget of every training run (suan train's recipe otherwise; early stopping may end a run
+            sooner). Default: 2.
         sweep_grades: grades of the mini scaling sweep (empty = skip it). Default: 0,1,2,3.
         sweep_fractions: data fractions of the mini sweep (small, to keep the demo short). Default: 0.1,0.3.
         distill: run the distillation stage. Default: True.

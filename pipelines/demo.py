@@ -89,7 +89,7 @@ def _mini_sweep(args: DemoArgs, out: Path) -> dict:
     sweep = out / "sweep"
     shutil.rmtree(sweep, ignore_errors=True)
     run_sweep(SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades,
-                        data_fractions=args.sweep_fractions, max_epochs=1, mlflow_uri=_mlflow_uri(out)))
+                        data_fractions=args.sweep_fractions, max_epochs=args.epochs, mlflow_uri=_mlflow_uri(out)))
     result = fit_sweep(sweep, n_bootstrap=100)
     fit = result["per_axis"].get("logloss_vs_params_dense", {})
     if fit.get("bend"):  # larger grades got worse: say so instead of forcing a law through them
@@ -133,7 +133,7 @@ def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
     results = {}
     for arch in args.models:
         train = TrainArgs(data=str(out / "data"), out=str(runs / arch), model=arch, grade=args.grade,
-                          max_epochs=args.epochs, batch_size=256, lr=3e-3, seed=args.seed, progress=False,
+                          max_epochs=args.epochs, seed=args.seed, progress=False,
                           mlflow_uri=_mlflow_uri(out), experiment="demo")
         results[arch] = run_train(train)
         print(f"      {arch:<5} test AUC {results[arch]['test_auc']:.4f}")
@@ -141,11 +141,15 @@ def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
 
 
 def _comparison(results: dict[str, dict], oracle: float | None) -> str:
-    lines = [f"{'model':<6} {'dense params':>12} {'valid AUC':>9} {'test AUC':>9} {'test GAUC':>9} "
-             f"{'logloss':>8} {'samples/s':>9}"]
+    """The models by test AUC, each with its difference to SUAN on the same seed and data order (paired)."""
+    ref = results.get("suan", {}).get("test_auc")
+    lines = [f"{'model':<6} {'dense params':>12} {'valid AUC':>9} {'test AUC':>9} {'Δ vs suan':>9} {'test GAUC':>9} "
+             f"{'logloss':>8} {'epochs':>6} {'samples/s':>9}"]
     for arch, m in sorted(results.items(), key=lambda kv: -kv[1]["test_auc"]):
-        lines.append(f"{arch:<6} {m['params_dense']:>12,} {m['valid_auc']:>9.4f} {m['test_auc']:>9.4f} "
-                     f"{m['test_gauc']:>9.4f} {m['test_logloss']:>8.4f} {m['samples_per_second']:>9.0f}")
+        delta = f"{m['test_auc'] - ref:>+9.4f}" if ref is not None and arch != "suan" else f"{'':>9}"
+        lines.append(f"{arch:<6} {m['params_dense']:>12,} {m['valid_auc']:>9.4f} {m['test_auc']:>9.4f} {delta} "
+                     f"{m['test_gauc']:>9.4f} {m['test_logloss']:>8.4f} {m['epochs']:>6} "
+                     f"{m['samples_per_second']:>9.0f}")
     if oracle is not None:
         lines.append(f"{'oracle':<6} {'':>12} {'':>9} {oracle:>9.4f}   (AUC of the planted click probabilities)")
     return "\n".join(lines)
