@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -20,8 +21,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave half a checkpoint behind
+            if isinstance(exc, RuntimeError):  # torch's word for a failed write
+                raise OSError(errno.EIO, f"writing the checkpoint failed ({exc}); is the disk full?", str(path)) from exc
+            raise
 
 
 class RNGStateCallback(L.Callback):

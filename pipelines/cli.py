@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from features.errors import DataError
+from features.model_folder import ModelFolderError
 from pipelines.args import (
     AnalyzeArgs,
     CompareArgs,
@@ -59,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(command.config_cls, ns)
         command.run(cfg)
-    except (ConfigError, DataError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, FileNotFoundError, ModelFolderError) as exc:
         print(f"suan: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a read-only folder: one line naming the path, not a trace
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"suan: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

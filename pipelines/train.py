@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def run_train(args: TrainArgs, callbacks: tuple[L.Callback, ...] = ()) -> dict:
     fit_and_evaluate(trainer, system, dm, best, args, out)
     metrics = final_metrics(system, cfg, dm, throughput, trainer)
     if trainer.is_global_zero:
-        write_outputs(out, args, system.model, cfg, metrics, logger)
+        finish_run(out, args, system.model, cfg, metrics, logger)
     return metrics
 
 
@@ -136,11 +137,24 @@ def final_metrics(system: L.LightningModule, cfg: ModelConfig, dm: ShardDataModu
     return metrics
 
 
+def finish_run(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: dict, logger) -> None:
+    """:func:`write_outputs`, all or nothing: on any failure no ``metrics.json`` (the mark of a finished run)
+    is left, the MLflow run is marked FAILED and the error is re-raised."""
+    try:
+        write_outputs(out, args, model, cfg, metrics, logger)
+    except BaseException:
+        (out / "metrics.json").unlink(missing_ok=True)
+        try:
+            logger.experiment.set_terminated(logger.run_id, "FAILED")
+        except Exception:  # noqa: BLE001 - the store may be on the full disk too; the original error matters
+            logging.getLogger(__name__).warning("could not mark MLflow run %s FAILED", logger.run_id)
+        raise
+
+
 def write_outputs(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: dict, logger) -> None:
-    """metrics.json, provenance, the model folder; all of it logged to MLflow."""
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    (out / "provenance.json").write_text(json.dumps(provenance(), indent=2) + "\n")
+    """The model folder (atomic), provenance, everything logged to MLflow, and ``metrics.json`` last."""
     model_dir = save_model_dir(out / "model", model, cfg, args.data)
+    (out / "provenance.json").write_text(json.dumps(provenance(), indent=2) + "\n")
     client, run_id = logger.experiment, logger.run_id
     for key, value in {"git_sha": provenance()["git_sha"], "arch": cfg.arch, "grade": str(cfg.grade),
                        "data_fraction": str(args.data_fraction), "seed": str(args.seed),
@@ -151,5 +165,10 @@ def write_outputs(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: 
     logger.log_hyperparams({**{f"train.{k}": v for k, v in args.to_dict().items()},
                             **{f"model.{k}": v for k, v in cfg.to_dict().items()}})
     client.log_artifacts(run_id, str(model_dir), "model")
-    for name in ("train_config.yaml", "metrics.json", "provenance.json"):
+    for name in ("train_config.yaml", "provenance.json"):
         client.log_artifact(run_id, str(out / name))
+    # last: a run folder with metrics.json is complete (finish_run removes it again if its upload fails)
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / "metrics.json")
+    client.log_artifact(run_id, str(out / "metrics.json"))

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from features.atomic import atomic_dir
+from features.model_folder import SERVING_WEIGHTS, check_model_folder, write_manifest
 from features.schema import FeatureMap
 from serving.graph import APPEND_GRAPH, OUTPUT, STATE_INIT, STATE_SCORE_GRAPH, graph_inputs
 from suan.config import ModelConfig
@@ -141,3 +142,5 @@ def _write_serving_files(stage: Path, model_dir: Path, cfg: ModelConfig, fmap: F
             "arch": cfg.arch, "grade": cfg.grade, "parity": report, "parity_atol": PARITY_ATOL,
             "incremental_parity": incremental, "feature_map_hash": fmap.hash, **provenance()}
     (stage / "serving.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_manifest(stage)
+    check_model_folder(stage, SERVING_WEIGHTS)  # what serving and the registry will demand

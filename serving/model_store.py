@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
+from features.model_folder import SERVING_WEIGHTS, ModelFolderError, check_model_folder
 from features.online import FeatureSpace, encode_request
 from serving.graph import OUTPUT, graph_inputs
 from serving.heap import settle_heap
@@ -29,7 +30,6 @@ from serving.metrics import ServiceMetrics
 from serving.user_state import IncrementalGraphs, UserState, append_events, encode_profile, score_state
 
 log = logging.getLogger("suan.serving")
-REQUIRED_FILES = ("model.onnx", "feature_map.json", "vocab")
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -95,13 +95,13 @@ class LoadedModel:
 
 
 def _check_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        raise ModelLoadError(f"model folder {folder} does not exist")
-    missing = [f for f in REQUIRED_FILES if not (folder / f).exists()]
-    if missing:
+    """The shared model-folder check (``features.model_folder``), for a serving folder."""
+    try:
+        check_model_folder(folder, SERVING_WEIGHTS)
+    except ModelFolderError as exc:
         hint = " (a run or model folder? export it first: suan export --run RUN --out DIR)" \
             if (folder / "model.pt").exists() or (folder / "model").is_dir() else ""
-        raise ModelLoadError(f"{folder} is not a serving folder: missing {missing}{hint}")
+        raise ModelLoadError(f"{exc}{hint}") from exc
 
 
 def _warm_up(model: LoadedModel, candidates: int) -> None:

@@ -45,6 +45,8 @@ def _perturbed_copy(src: Path, dst: Path, seed: int = 1) -> Path:
     import onnx
     from onnx import numpy_helper
 
+    from features.model_folder import write_manifest
+
     shutil.copytree(src, dst)
     graph = onnx.load(str(src / "model.onnx"))
     rng = np.random.default_rng(seed)
@@ -54,6 +56,7 @@ def _perturbed_copy(src: Path, dst: Path, seed: int = 1) -> Path:
             init.CopyFrom(numpy_helper.from_array((value + 0.05 * rng.standard_normal(value.shape)).astype(np.float32),
                                                   init.name))
     onnx.save(graph, str(dst / "model.onnx"))
+    write_manifest(dst)  # a new version, as an export would record it
     return dst
 
 

@@ -137,7 +137,7 @@ def test_suan_serve_fails_fast_on_a_folder_that_is_not_exported(serving_models, 
 
     assert main(["serve", "--model", str(serving_models.model_dir)]) == 2
     err = capsys.readouterr().err
-    assert "is not a serving folder" in err and "suan export --run RUN --out DIR" in err
+    assert "is incomplete: missing ['model.onnx']" in err and "suan export --run RUN --out DIR" in err
 
 
 def test_scoring_slots_default_to_cores_per_ort_thread_and_reject_negatives(monkeypatch):

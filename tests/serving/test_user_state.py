@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from features.model_folder import write_manifest
 from features.online import FeatureSpace
 from features.schema import FeatureMap
 from serving.graph import APPEND_GRAPH, STATE_INIT, STATE_SCORE_GRAPH
@@ -162,6 +163,7 @@ def test_a_model_without_an_incremental_form_answers_400(incremental_folder, sta
     shutil.copytree(incremental_folder, plain)
     for name in (APPEND_GRAPH, STATE_SCORE_GRAPH, STATE_INIT):
         (plain / name).unlink()
+    write_manifest(plain)  # as an export of a plain model records it
     space = FeatureSpace.load(plain)
     request = _user(space, seed=3, n_hist=2)
     with start_server(plain, tmp_path / "plain.log") as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
