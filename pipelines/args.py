@@ -621,13 +621,22 @@ class ServeArgs(Config):
             threads). Default: 0.
         device: auto (CUDA when onnxruntime offers it), cpu or cuda. Default: auto.
         max_candidates: most candidates per request (more → 400). Default: 1000.
-        max_history: most raw history entries per request (more → 400; beyond L is truncated). Default: 10000.
+        max_history: most raw history entries per request and events per append (more → 400; beyond L is
+            truncated). Default: 1000.
         max_body_bytes: largest request body (more → 413). Default: 4194304.
+        max_string: longest raw value or field name in characters (more → 422). Default: 256.
+        max_fields: most fields per mapping: user, context, a history entry, a candidate (more → 422). Default: 64.
+        queue: requests waiting for a scoring slot; one more → 503 with Retry-After. Default: 64.
+        request_timeout: seconds from admission to answer (later → 504). Default: 10.
+        header_timeout: seconds a connection may take to send a request's headers (then closed). Default: 10.
+        body_timeout: seconds the server waits for each part of a body (then 408). Default: 10.
+        max_connections: open connections and in-flight requests per worker (more → 503). Default: 512.
+        model_roots: folders /admin/reload may load from ("" = the folder holding --model). Default: "".
         watch_seconds: poll the model folder and hot-reload when it is replaced (0 = off). Default: 0.
         max_users: most users whose incremental state is cached per worker (stateful /v1/users/... path of
             an incremental model; least recently used evicted first). Default: 10000.
-        mlflow_uri: tracking URI for models:/ ("" = $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow/mlflow.db).
-            Default: "".
+        mlflow_uri: tracking URI of the model registry ("" = $MLFLOW_TRACKING_URI; a models:/ --model alone falls
+            back to sqlite:///runs/mlflow/mlflow.db). Without one, /admin/reload refuses models:/ URIs. Default: "".
         access_log: log every request. Default: False.
         log_level: uvicorn log level. Default: info.
     """
@@ -640,8 +649,16 @@ class ServeArgs(Config):
     concurrency: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_candidates: int = 1000
-    max_history: int = 10_000
+    max_history: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
+    max_string: int = 256
+    max_fields: int = 64
+    queue: int = 64
+    request_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 512
+    model_roots: tuple[str, ...] = ()
     watch_seconds: float = 0.0
     max_users: int = 10_000
     mlflow_uri: str = ""

@@ -21,13 +21,18 @@ from suan.utils.config import ConfigError
 def service_config(args: ServeArgs) -> ServiceConfig:
     """The serving package's config for these command-line options."""
     is_registry = args.model.startswith("models:/")
+    # a registry only when one was named (or the model comes from one): a reload to models:/ must never
+    # conjure an MLflow database in the working directory
+    registry = bool(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")) or is_registry
     return ServiceConfig(
         model=args.model if is_registry else str(Path(args.model).resolve()),
         threads=args.threads, concurrency=args.concurrency, device=args.device, watch_seconds=args.watch_seconds,
-        max_users=args.max_users,
-        tracking_uri=tracking_uri(args.mlflow_uri)[0],  # also for a later reload to a models:/ URI
+        max_users=args.max_users, model_roots=tuple(str(Path(r).resolve()) for r in args.model_roots),
+        tracking_uri=tracking_uri(args.mlflow_uri)[0] if registry else "",
         limits=Limits(max_candidates=args.max_candidates, max_history=args.max_history,
-                      max_body_bytes=args.max_body_bytes),
+                      max_body_bytes=args.max_body_bytes, max_string=args.max_string, max_fields=args.max_fields,
+                      queue=args.queue, request_timeout=args.request_timeout, header_timeout=args.header_timeout,
+                      body_timeout=args.body_timeout, max_connections=args.max_connections),
     )
 
 

@@ -10,74 +10,115 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, model_validator
 
 # 2286-11-20 in unix seconds; a timestamp in milliseconds (13 digits today) is larger
 MAX_TIMESTAMP = 10_000_000_000
 
-Value = StrictStr | StrictInt
 Timestamp = Annotated[StrictInt, Field(ge=0, le=MAX_TIMESTAMP,
                                        description="unix seconds (not milliseconds), 0 ≤ t ≤ 10^10")]
 
 
-class HistoryEvent(BaseModel):
-    """One past behaviour: ``ts`` plus behaviour fields (e.g. ``item_id``, ``cate_id``, ``action``)."""
+@dataclass(frozen=True)
+class RequestModels:
+    """The request bodies of one service, their sizes declared from its limits (so OpenAPI shows them)."""
 
-    model_config = ConfigDict(strict=True, extra="allow")
-    __pydantic_extra__: dict[str, Value] = Field(init=False)
-
-    ts: Timestamp
-
-    def raw(self) -> dict[str, Any]:
-        return {**(self.__pydantic_extra__ or {}), "ts": self.ts}
+    history_event: type[BaseModel]
+    score: type[BaseModel]
+    events: type[BaseModel]
+    user_score: type[BaseModel]
 
 
-class ScoreRequest(BaseModel):
-    """One user, its context and behaviour history, and the candidates to score.
+def request_models(max_candidates: int = 1000, max_history: int = 1000, max_string: int = 256,
+                   max_fields: int = 64) -> RequestModels:
+    """Strict request models whose lists, mappings and strings are bounded by the service's limits.
 
-    Field names inside ``user``, ``context``, ``history`` entries and ``candidates`` are those of the
-    model's feature map (``GET /readyz`` lists them); a missing field is encoded as out-of-vocabulary.
+    Args:
+        max_candidates: most candidates. max_history: most history entries (and events per append).
+        max_string: longest raw value or field name. max_fields: most fields per mapping.
     """
+    name = Annotated[StrictStr, StringConstraints(max_length=max_string)]
+    value = Annotated[StrictStr, StringConstraints(max_length=max_string)] | StrictInt
+    fields = Annotated[dict[name, value], Field(max_length=max_fields)]
 
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
-        "user": {"user_id": "u17", "age": 3, "gender": 1, "region": 4},
-        "context": {"device": 2},
-        "timestamp": 1_700_000_000,
-        "history": [{"item_id": 12, "cate_id": 3, "action": 1, "ts": 1_699_990_000}],
-        "candidates": [{"item_id": 40, "cate_id": 3}, {"item_id": 41, "cate_id": 5}],
-    }]})
+    class HistoryEvent(BaseModel):
+        """One past behaviour: ``ts`` plus behaviour fields (e.g. ``item_id``, ``cate_id``, ``action``)."""
 
-    user: dict[str, Value] = Field(description="user-profile fields (raw values)")
-    context: dict[str, Value] = Field(default_factory=dict,
-                                      description="impression context (hour/weekday come from timestamp)")
-    timestamp: Timestamp
-    history: list[HistoryEvent] = Field(default_factory=list,
-                                        description="past behaviours, any order; the most recent L are kept")
-    candidates: list[dict[str, Value]] = Field(description="items to score, 1 ≤ C ≤ the service's limit")
+        model_config = ConfigDict(strict=True, extra="allow")
+        __pydantic_extra__: dict[name, value] = Field(init=False)
 
-    def raw(self) -> dict[str, Any]:
-        """The plain request dict of ``features.online.encode_request``."""
-        return {"user": self.user, "context": self.context, "timestamp": self.timestamp,
-                "history": [h.raw() for h in self.history], "candidates": self.candidates}
+        ts: Timestamp
+
+        @model_validator(mode="before")
+        @classmethod
+        def _few_fields(cls, data: Any) -> Any:
+            if isinstance(data, dict) and len(data) > max_fields:
+                raise ValueError(f"a history entry has {len(data)} fields; at most {max_fields}")
+            return data
+
+        def raw(self) -> dict[str, Any]:
+            return {**(self.__pydantic_extra__ or {}), "ts": self.ts}
+
+    class ScoreRequest(BaseModel):
+        """One user, its context and behaviour history, and the candidates to score.
+
+        Field names inside ``user``, ``context``, ``history`` entries and ``candidates`` are those of the
+        model's feature map (``GET /readyz`` lists them); a missing field is encoded as out-of-vocabulary.
+        """
+
+        model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
+
+        user: fields = Field(description="user-profile fields (raw values)")
+        context: fields = Field(default_factory=dict,
+                                description="impression context (hour/weekday come from timestamp)")
+        timestamp: Timestamp
+        history: list[HistoryEvent] = Field(default_factory=list, max_length=max_history,
+                                            description="past behaviours, any order; the most recent L are kept")
+        candidates: list[fields] = Field(max_length=max_candidates, description="items to score, 1 ≤ C")
+
+        def raw(self) -> dict[str, Any]:
+            """The plain request dict of ``features.online.encode_request``."""
+            return {"user": self.user, "context": self.context, "timestamp": self.timestamp,
+                    "history": [h.raw() for h in self.history], "candidates": self.candidates}
+
+    class EventsRequest(BaseModel):
+        """New behaviours of one user for its cached incremental state (stateful path).
+
+        ``user`` is the user's profile: it is fixed by the first append (the state depends on it) and must
+        not change afterwards. Events may come in any order within a request but none may be older than
+        the user's latest appended behaviour.
+        """
+
+        model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+            "user": EXAMPLE["user"], "events": EXAMPLE["history"]}]})
+
+        user: fields = Field(default_factory=dict, description="user-profile fields (raw values)")
+        events: list[HistoryEvent] = Field(max_length=max_history, description="behaviours to append, 1 ≤ n")
+
+    class UserScoreRequest(BaseModel):
+        """Candidates to score for a user from its cached state (profile and history come from the state)."""
+
+        model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+            "context": EXAMPLE["context"], "timestamp": EXAMPLE["timestamp"], "candidates": EXAMPLE["candidates"]}]})
+
+        context: fields = Field(default_factory=dict,
+                                description="impression context (hour/weekday come from timestamp)")
+        timestamp: Timestamp
+        candidates: list[fields] = Field(max_length=max_candidates, description="items to score, 1 ≤ C")
+
+    return RequestModels(HistoryEvent, ScoreRequest, EventsRequest, UserScoreRequest)
 
 
-class EventsRequest(BaseModel):
-    """New behaviours of one user for its cached incremental state (stateful path).
-
-    ``user`` is the user's profile: it is fixed by the first append (the state depends on it) and must
-    not change afterwards. Events may come in any order within a request but none may be older than
-    the user's latest appended behaviour.
-    """
-
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
-        "user": {"user_id": "u17", "age": 3, "gender": 1, "region": 4},
-        "events": [{"item_id": 12, "cate_id": 3, "action": 1, "ts": 1_699_990_000}],
-    }]})
-
-    user: dict[str, Value] = Field(default_factory=dict, description="user-profile fields (raw values)")
-    events: list[HistoryEvent] = Field(description="behaviours to append, 1 ≤ n ≤ the history limit")
+EXAMPLE = {"user": {"user_id": "u17", "age": 3, "gender": 1, "region": 4}, "context": {"device": 2},
+           "timestamp": 1_700_000_000, "history": [{"item_id": 12, "cate_id": 3, "action": 1, "ts": 1_699_990_000}],
+           "candidates": [{"item_id": 40, "cate_id": 3}, {"item_id": 41, "cate_id": 5}]}
+# the request models at the default limits (type hints, tests, clients)
+DEFAULT_MODELS = request_models()
+HistoryEvent, ScoreRequest = DEFAULT_MODELS.history_event, DEFAULT_MODELS.score
+EventsRequest, UserScoreRequest = DEFAULT_MODELS.events, DEFAULT_MODELS.user_score
 
 
 class EventsResponse(BaseModel):
@@ -90,20 +131,6 @@ class EventsResponse(BaseModel):
     last_ts: int
     created: bool
     model_version: str
-
-
-class UserScoreRequest(BaseModel):
-    """Candidates to score for a user from its cached state (profile and history come from the state)."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
-        "context": {"device": 2}, "timestamp": 1_700_000_000,
-        "candidates": [{"item_id": 40, "cate_id": 3}, {"item_id": 41, "cate_id": 5}],
-    }]})
-
-    context: dict[str, Value] = Field(default_factory=dict,
-                                      description="impression context (hour/weekday come from timestamp)")
-    timestamp: Timestamp
-    candidates: list[dict[str, Value]] = Field(description="items to score, 1 ≤ C ≤ the service's limit")
 
 
 class UserScoreResponse(BaseModel):

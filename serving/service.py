@@ -19,22 +19,40 @@ from suan.utils.config import Config, require
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Limits(Config):
-    """Request limits of the service.
+    """Request limits of the service: each bounds what one request or connection may cost.
 
     Args:
         max_candidates: most candidates per request. Default: 1000.
-        max_history: most raw history entries per request (more than the model's L is fine and
-            truncated to the most recent; this only rejects absurd sizes). Default: 10000.
+        max_history: most raw history entries per request, and events per append (more than the model's
+            L is fine and truncated to the most recent; 1000 covers every grade's L). Default: 1000.
         max_body_bytes: largest request body in bytes. Default: 4 MiB.
+        max_string: longest raw value or field name, in characters. Default: 256.
+        max_fields: most fields in one mapping (user, context, a history entry, a candidate). Default: 64.
+        queue: requests that may wait for a scoring slot; one more gets 503 with Retry-After. Default: 64.
+        request_timeout: seconds from admission to answer; later gets 504. Default: 10.
+        header_timeout: seconds a connection may take to send a request's headers before it is closed.
+            Default: 10.
+        body_timeout: seconds the server waits for each part of a request body (408 after). Default: 10.
+        max_connections: open connections and in-flight requests per worker; more get 503 at once. Default: 512.
     """
 
     max_candidates: int = 1000
-    max_history: int = 10_000
+    max_history: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
+    max_string: int = 256
+    max_fields: int = 64
+    queue: int = 64
+    request_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 512
 
     def validate(self) -> None:
         require(self.max_candidates >= 1 and self.max_history >= 0, "max_candidates must be >= 1, max_history >= 0")
         require(self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024")
+        require(self.max_string >= 1 and self.max_fields >= 1, "max_string and max_fields must be >= 1")
+        require(self.queue >= 0 and self.max_connections >= 1, "queue must be >= 0 and max_connections >= 1")
+        require(min(self.request_timeout, self.header_timeout, self.body_timeout) > 0, "timeouts must be > 0")
 
 
 class BadRequest(RequestError):

@@ -11,15 +11,17 @@ worker: route a user to one worker).
 
 from __future__ import annotations
 
-import threading
+import hmac
 from collections.abc import Callable
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, Request
 
+from serving.admission import Admission, check_shape
+from serving.bodies import body_bounds, json_body, parse_body
 from serving.metrics import ServiceMetrics
 from serving.model_store import LoadedModel
-from serving.schemas import EventsRequest, EventsResponse, UserScoreRequest, UserScoreResponse
+from serving.schemas import EventsRequest, EventsResponse, RequestModels, UserScoreRequest, UserScoreResponse
 from serving.service import (
     BadRequest,
     Limits,
@@ -96,29 +98,49 @@ def score(model: LoadedModel, cache: UserStateCache, user_id: str, req: UserScor
 
 
 def user_routes(serving: Callable[[], LoadedModel], cache: UserStateCache, limits: Limits, metrics: ServiceMetrics,
-                scoring: threading.BoundedSemaphore, route_class: type, errors: dict) -> APIRouter:
-    """The stateful routes; ``serving()`` returns the model version to use (or raises 503)."""
+                admission: Admission, models: RequestModels, api_key: str, route_class: type,
+                errors: dict) -> APIRouter:
+    """The stateful routes; ``serving()`` returns the model version to use (or raises 503).
+
+    Appending to and deleting a user's state change what later scores say about that user: with an
+    ``api_key`` they need ``X-API-Key``; bodies are bounded and parsed like ``/v1/score``'s."""
     router = APIRouter(route_class=route_class)
 
-    @router.post("/v1/users/{user_id}/events", response_model=EventsResponse, responses=errors, tags=["stateful"])
-    def append_user_events(user_id: str, body: EventsRequest) -> EventsResponse:
+    def authorize(key: str) -> None:
+        if api_key and not hmac.compare_digest(key.encode(), api_key.encode()):
+            raise BadRequest("unauthorized", "this endpoint changes a user's state: send the service's key in "
+                                             "X-API-Key ($SUAN_SERVE_API_KEY)", status=401)
+
+    @router.post("/v1/users/{user_id}/events", response_model=EventsResponse, responses=errors, tags=["stateful"],
+                 openapi_extra=json_body(models.events))
+    async def append_user_events(user_id: str, request: Request,
+                                 x_api_key: str = Header(default="")) -> EventsResponse:
         """Append behaviours to the user's cached incremental state (created on first use)."""
-        with scoring:
-            response = append(serving(), cache, user_id, body, limits)
+        authorize(x_api_key)
+        model = serving()
+        body, content_type = await request.body(), request.headers.get("content-type", "")
+        check_shape(body, **body_bounds(model.space, limits, candidates=False, history=True))
+        response = await admission.run(
+            lambda: append(model, cache, user_id, parse_body(models.events, body, content_type), limits))
         metrics.user_states.set(len(cache))
         return response
 
-    @router.post("/v1/users/{user_id}/score", response_model=UserScoreResponse, responses=errors, tags=["stateful"])
-    def score_user(user_id: str, body: UserScoreRequest) -> UserScoreResponse:
+    @router.post("/v1/users/{user_id}/score", response_model=UserScoreResponse, responses=errors, tags=["stateful"],
+                 openapi_extra=json_body(models.user_score))
+    async def score_user(user_id: str, request: Request) -> UserScoreResponse:
         """Calibrated click probability of every candidate from the user's cached state."""
-        with scoring:
-            response = score(serving(), cache, user_id, body, limits)
+        model = serving()
+        body, content_type = await request.body(), request.headers.get("content-type", "")
+        check_shape(body, **body_bounds(model.space, limits, candidates=True, history=False))
+        response = await admission.run(
+            lambda: score(model, cache, user_id, parse_body(models.user_score, body, content_type), limits))
         metrics.candidates.inc(len(response.scores))
         return response
 
-    @router.delete("/v1/users/{user_id}", tags=["stateful"])
-    def forget_user(user_id: str) -> dict:
+    @router.delete("/v1/users/{user_id}", responses=errors, tags=["stateful"])
+    def forget_user(user_id: str, x_api_key: str = Header(default="")) -> dict:
         """Drop the user's cached state (no error when there is none)."""
+        authorize(x_api_key)
         existed = cache.pop(user_id) is not None
         metrics.user_states.set(len(cache))
         return {"user_id": user_id, "deleted": existed}

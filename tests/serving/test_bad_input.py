@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import pytest
 
 JSON = {"content-type": "application/json"}
-LIMIT_CANDIDATES, LIMIT_HISTORY, LIMIT_BYTES = 1000, 10_000, 4 * 1024 * 1024  # the service defaults
+LIMIT_CANDIDATES, LIMIT_HISTORY, LIMIT_BYTES = 1000, 1000, 4 * 1024 * 1024  # the service defaults
 
 
 def _without(key):
@@ -66,9 +66,16 @@ CASES = [  # (id, request builder, status, fragment of the reason)
     ("empty-candidates", _with(candidates=[]), 400, "candidates is empty"),
     ("empty-candidate", _edit(lambda r: r["candidates"].append({})), 400, "candidates[10] has no fields"),
     ("too-many-candidates", lambda r: {"json": {**r, "candidates": [{"item_id": 1}] * (LIMIT_CANDIDATES + 1)}},
-     400, f"exceed the limit of {LIMIT_CANDIDATES}"),
+     422, f"at most {LIMIT_CANDIDATES} items"),
     ("history-too-long", lambda r: {"json": {**r, "history": [{"ts": 1}] * (LIMIT_HISTORY + 1)}},
-     400, f"exceed the limit of {LIMIT_HISTORY}"),
+     422, f"at most {LIMIT_HISTORY} items"),
+    ("overlong-value", _edit(lambda r: r["user"].update(user_id="u" * 257)), 422, "at most 256 characters"),
+    ("too-many-fields", _edit(lambda r: r["user"].update({f"f{i}": 1 for i in range(65)})), 422,
+     "at most 64 items"),
+    ("far-more-items-than-any-request", lambda r: {"content": b'{"candidates": [' + b"{}," * 200_000 + b"{}]}",
+                                                   "headers": JSON}, 400, "JSON objects and arrays"),
+    ("a-flood-of-separators", lambda r: {"content": b'{"candidates": [' + b"1," * 200_000 + b"1]}", "headers": JSON},
+     400, "JSON separators"),
     ("chunked-body-too-large", lambda r: {"content": (b" " * 65536 for _ in range(LIMIT_BYTES // 65536 + 1)),
                                           "headers": JSON}, 413, f"exceeds the limit of {LIMIT_BYTES} bytes"),
 ]

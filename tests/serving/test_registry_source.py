@@ -20,3 +20,10 @@ def test_registry_alias_is_fetched_resolved_and_scores_like_the_folder(serving_m
     assert previous is None and model.version == "models:/tiny-ctr/1" and model.source == cfg.model
     request = make_request(0, n_hist=6, n_cand=9)
     np.testing.assert_array_equal(model.predict(request), load_folder(serving_models.a).predict(request))
+
+
+def test_a_folder_model_has_no_registry_unless_one_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert service_config(ServeArgs(model=str(tmp_path))).tracking_uri == ""
+    named = f"sqlite:///{tmp_path / 'm.db'}"
+    assert service_config(ServeArgs(model=str(tmp_path), mlflow_uri=named)).tracking_uri == named

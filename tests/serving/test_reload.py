@@ -21,12 +21,18 @@ def _version(folder) -> str:
     return "sha256:" + hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()[:12]
 
 
+TOKEN = "t0ken"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture(scope="module")
 def reload_server(serving_models, tmp_path_factory, start_server):
-    """Its own server (versions change here), on a copy of A that the watcher test may replace."""
+    """Its own server (versions change here), on a copy of A that the watcher test may replace; model control
+    on with a token, reloads allowed from its own folder and from the exports' folder."""
     root = tmp_path_factory.mktemp("reload")
     shutil.copytree(serving_models.a, root / "current")
-    with start_server(root / "current", root / "server.log", "--watch-seconds", "0.2") as srv:
+    with start_server(root / "current", root / "server.log", "--watch-seconds", "0.2", "--model-roots",
+                      f"{root},{serving_models.a.parent}", env={"SUAN_SERVE_ADMIN_TOKEN": TOKEN, "MLFLOW_TRACKING_URI": ""}) as srv:
         yield srv, root / "current"
 
 
@@ -48,7 +54,7 @@ def test_reload_during_a_request_stream_loses_none(reload_server, serving_models
         t.start()
     while min(len(out) for out in results) < 15:
         time.sleep(0.01)
-    r = httpx.post(f"{srv.url}/admin/reload", json={"model": str(target)}, timeout=60)
+    r = httpx.post(f"{srv.url}/admin/reload", json={"model": str(target)}, headers=ADMIN, timeout=60)
     assert r.status_code == 200, r.text
     assert r.json()["previous_version"] == before and r.json()["model_version"] == _version(target)
     seen = [len(out) for out in results]
@@ -67,23 +73,47 @@ def test_reload_during_a_request_stream_loses_none(reload_server, serving_models
     assert httpx.get(f"{srv.url}/readyz").json()["model_version"] == _version(target)
 
 
-def test_failed_reload_keeps_serving_the_old_version(reload_server, tmp_path, make_request):
-    srv, _ = reload_server
+def test_failed_reload_keeps_serving_the_old_version(reload_server, make_request):
+    srv, current = reload_server
     before = httpx.get(f"{srv.url}/readyz").json()["model_version"]
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "model.onnx").write_bytes(b"not a model")
-    for folder, reason in ((tmp_path / "missing", "does not exist"), (tmp_path / "broken", "missing")):
-        r = httpx.post(f"{srv.url}/admin/reload", json={"model": str(folder)})
-        assert r.status_code == 400 and reason in r.json()["detail"], r.text
-        assert "still serving the previous version" in r.json()["detail"]
+    broken = current.parent / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"not a model")
+    for folder, reason in ((current.parent / "missing", "does not exist"), (broken, "is incomplete")):
+        r = httpx.post(f"{srv.url}/admin/reload", json={"model": str(folder)}, headers=ADMIN)
+        assert r.status_code == 400 and "still serving the previous version" in r.json()["detail"], r.text
+        assert str(current.parent) not in r.text  # an answer never says which paths exist
+        assert reason in srv.log.read_text()  # the operator's log does, with the audit line
     r = httpx.post(f"{srv.url}/v1/score", json=make_request(1))
     assert r.status_code == 200 and r.json()["model_version"] == before
     assert 'suan_model_reloads_total{result="failed"} 2' in httpx.get(f"{srv.url}/metrics").text
 
 
+def test_reload_loads_only_under_the_model_roots(reload_server, tmp_path):
+    srv, current = reload_server
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(current, outside)
+    (current.parent / "link").symlink_to(outside)  # a link inside a root that points out of it
+    for model in (str(outside), str(current.parent / "link"), str(current / ".." / ".." / outside.parent.name)):
+        r = httpx.post(f"{srv.url}/admin/reload", json={"model": model}, headers=ADMIN)
+        assert r.status_code == 403 and "model roots" in r.json()["detail"], r.text
+        assert str(tmp_path) not in r.text
+    # no registry was configured: a models:/ URI is refused before any MLflow store is opened
+    r = httpx.post(f"{srv.url}/admin/reload", json={"model": "models:/x/1"}, headers=ADMIN)
+    assert r.status_code == 400 and "no model registry is configured" in r.json()["detail"]
+    assert srv.log.read_text().count("suan.serving.audit") >= 4
+
+
+def test_model_control_is_off_without_a_token(serving_models, tmp_path, start_thread_server):
+    app = create_app(ServiceConfig(model=str(serving_models.a)), admin_token="")
+    with start_thread_server(app) as url:
+        r = httpx.post(f"{url}/admin/reload", json={}, timeout=30)
+        assert r.status_code == 403 and "model control is disabled" in r.json()["detail"]
+
+
 def test_watcher_reloads_a_replaced_export(reload_server, serving_models):
     srv, current = reload_server
-    r = httpx.post(f"{srv.url}/admin/reload", json={"model": str(current)}, timeout=60)  # watch `current` again
+    r = httpx.post(f"{srv.url}/admin/reload", json={"model": str(current)}, headers=ADMIN, timeout=60)  # watch it again
     assert r.status_code == 200, r.text
     other = serving_models.b if r.json()["model_version"] == _version(serving_models.a) else serving_models.a
     staged = current.parent / ".current.tmp"
@@ -98,7 +128,8 @@ def test_watcher_reloads_a_replaced_export(reload_server, serving_models):
 
 def test_not_ready_until_a_model_loads_and_reload_needs_the_token(serving_models, make_request, tmp_path,
                                                                   start_thread_server):
-    app = create_app(ServiceConfig(model=str(tmp_path / "not-exported-yet")), admin_token="s3cret")
+    app = create_app(ServiceConfig(model=str(tmp_path / "not-exported-yet"), model_roots=(str(serving_models.a.parent),)),
+                     admin_token="s3cret")
     with start_thread_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         assert c.get("/healthz").status_code == 200
         deadline = time.monotonic() + 10
