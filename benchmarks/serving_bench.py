@@ -133,7 +133,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, threads: int, log: Path, workers: int = 1):
+def running_server(folder: Path, threads: int, log: Path, workers: int = 1, with_pid: bool = False):
     import httpx
 
     port = _free_port()
@@ -152,10 +152,64 @@ def running_server(folder: Path, threads: int, log: Path, workers: int = 1):
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             time.sleep(0.1)
-        yield url
+        yield url if not with_pid else (url, proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def attack_bodies(request: dict) -> dict[str, bytes]:
+    """The abusive bodies of issue 16: valid JSON under the 4 MiB limit, far beyond any valid request."""
+    import json
+
+    return {"419k tiny candidates (4 MiB)": json.dumps({**request, "candidates": [{"i": 1}] * 419_000}).encode(),
+            "466k-event history": json.dumps({**request, "history": [{"ts": 1}] * 466_000}).encode()[:4_000_000]
+            + b"]}"}
+
+
+def attacker(url: str, bodies: list[bytes], stop: threading.Event, out: list) -> None:
+    """Sends the abusive bodies back to back until ``stop``; records (seconds, status) of each."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=60) as c:
+        k = 0
+        while not stop.is_set():
+            t = time.perf_counter()
+            try:
+                status = c.post("/v1/score", content=bodies[k % len(bodies)],
+                                headers={"content-type": "application/json"}).status_code
+            except httpx.HTTPError:
+                status = 0
+            out.append((time.perf_counter() - t, status))
+            k += 1
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def attack_case(serving: Path, work: Path, bodies: list[bytes], request: dict, n: int, clients: int,
+                rate: float) -> dict[str, dict]:
+    """Valid open-loop traffic without, then with, an attacker sending the abusive bodies."""
+    bad = attack_bodies(request)
+    rows = {}
+    with running_server(serving, 1, work / "server-attack.log", with_pid=True) as (url, pid):
+        rows["valid traffic, no attacker"] = http_load(url, bodies, n, clients, rate=rate)
+        rss_before = rss_mb(pid)
+        stop, seen = threading.Event(), []
+        thread = threading.Thread(target=attacker, args=(url, list(bad.values()), stop, seen))
+        thread.start()
+        rows["valid traffic, 1 attacker"] = http_load(url, bodies, n, clients, rate=rate)
+        stop.set()
+        thread.join()
+        cost = [t for t, _ in seen]
+        statuses = sorted({s for _, s in seen})
+        print(f"\nattacker: {len(seen)} abusive requests, statuses {statuses}, answered in median "
+              f"{1000 * float(np.median(cost)):.1f} ms (max {1000 * max(cost):.1f} ms); server RSS "
+              f"{rss_before:.0f} → {rss_mb(pid):.0f} MB")
+    return rows
 
 
 def http_load(url: str, bodies: list[bytes], n: int, clients: int, warmup: int = 50, rate: float = 0.0) -> dict:
@@ -238,6 +292,8 @@ def main() -> None:
     parser.add_argument("--in-process", type=int, default=300,
                         help="sequential requests for the in-process and the 1-client cases")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data/model/export here (default: temp)")
+    parser.add_argument("--attack", action="store_true",
+                        help="also p50/p99 of open-loop valid traffic with and without a client sending abusive bodies")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -271,6 +327,8 @@ def main() -> None:
             with running_server(serving, 1, work / "server-workers.log", workers=args.workers) as url:
                 rows[f"HTTP service, {args.workers} workers x 1 thread, {args.clients} clients"] = http_load(
                     url, bodies, args.requests, args.clients)
+        if args.attack:
+            rows.update(attack_case(serving, work, bodies, requests[0], args.requests, args.clients, args.rate or 150))
     print_table(f"1 user x {args.candidates} candidates, {args.history}-behaviour history; "
                 f"{os.cpu_count()} CPU cores shared by clients and server", rows,
                 "eager PyTorch, in-process (1 thread)")
