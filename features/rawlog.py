@@ -8,6 +8,7 @@ them later, fitted on the training split only.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -79,17 +80,38 @@ def cast_column(df: pl.DataFrame, col: str, dtype: pl.DataType, file: str, row_o
     return out
 
 
+# 2286-11-20 in unix seconds; today's milliseconds (13 digits) and microseconds (16) are far above it
+MAX_SECONDS = 10_000_000_000
+UNITS = (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
+
+
 def check_timestamps(ts: pl.Series, file: str, col: str, row_offset: int = 1) -> pl.Series:
-    """Timestamps as Int64 unix seconds; NaN, inf, negative or unparsable values are errors."""
+    """Timestamps as Int64 unix seconds.
+
+    Missing, unparsable, non-finite and negative values are errors naming the row. A column that holds
+    unix milliseconds, microseconds or nanoseconds throughout (every value in that unit's range) is
+    converted to seconds with a warning; a value past 2286 in seconds that is not part of such a column
+    is an error with the fix.
+    """
     as_float = ts.cast(pl.Float64, strict=False)
     bad = as_float.is_null() | ~as_float.is_finite()
     if bad.any():
         idx = int(bad.arg_true()[0])
-        raise DataError(file, idx + row_offset, col, f"timestamp {ts[idx]!r} is not a finite number")
+        reason = "missing value" if ts[idx] is None else f"timestamp {ts[idx]!r} is not a finite number"
+        raise DataError(file, idx + row_offset, col, reason)
     negative = as_float < 0
     if negative.any():
         idx = int(negative.arg_true()[0])
         raise DataError(file, idx + row_offset, col, f"timestamp {ts[idx]!r} is negative")
+    if float(as_float.max()) >= MAX_SECONDS:
+        for unit, per_second in UNITS:
+            if MAX_SECONDS * per_second / 100 <= float(as_float.min()) and float(as_float.max()) < MAX_SECONDS * per_second:
+                warnings.warn(f"file {file}, field '{col}': the timestamps are unix {unit}; converted to seconds",
+                              stacklevel=2)
+                return (as_float / per_second).floor().cast(pl.Int64)
+        idx = int((as_float >= MAX_SECONDS).arg_true()[0])
+        raise DataError(file, idx + row_offset, col, f"timestamp {ts[idx]!r} is after the year 2286 in seconds: give "
+                                                     "unix seconds (from milliseconds: divide by 1000)")
     return as_float.floor().cast(pl.Int64)
 
 

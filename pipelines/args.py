@@ -105,6 +105,8 @@ class PrepareArgs(Config):
         item_fields: (events) columns describing the item, used for history and target.
         event_fields: (events) behaviour-only columns such as the action type.
         context_fields: (events) impression context columns.
+        name: (amazon-5core) category prefix of the files, e.g. Beauty, Sports_and_Outdoors ("" = the only
+            category in the folder). Default: "".
         users: (events) optional user-profile file with user_id and user_fields.
         user_fields: (events) profile columns of the users file.
         progress: show progress bars. Default: True.
@@ -121,6 +123,7 @@ class PrepareArgs(Config):
     item_fields: tuple[str, ...] = ()
     event_fields: tuple[str, ...] = ()
     context_fields: tuple[str, ...] = ()
+    name: str = ""
     users: str = ""
     user_fields: tuple[str, ...] = ()
     progress: bool = True

@@ -25,7 +25,7 @@ def load_source(args: PrepareArgs) -> RawLog:
     if args.source == "movielens-100k":
         return load_movielens(args.input)
     if args.source == "amazon-5core":
-        return load_amazon(args.input)
+        return load_amazon(args.input, args.name)
     return load_events(args.input, args.item_fields, args.event_fields, args.context_fields,
                        args.users or None, args.user_fields)
 

@@ -19,13 +19,22 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from features.collate import collate
+from features.errors import DataError
 from features.sampling import keep_mask
 from features.schema import FeatureMap, Role
 from features.vocab import Vocab
 
 
+def parquet_file(path: Path) -> pq.ParquetFile:
+    """Open a shard; a corrupt or empty file is a :class:`DataError` naming it, not a pyarrow trace."""
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(str(path), None, None, f"not a readable Parquet shard ({exc}); prepare the data again") from exc
+
+
 def _units(files: list[Path]) -> list[tuple[Path, int]]:
-    return [(f, g) for f in files for g in range(pq.ParquetFile(f).num_row_groups)]
+    return [(f, g) for f in files for g in range(parquet_file(f).num_row_groups)]
 
 
 class ShardStream(IterableDataset):
@@ -58,7 +67,7 @@ class ShardStream(IterableDataset):
 
     def _count_rows(self, files: list[Path]) -> int:
         if self.fraction >= 1.0:
-            return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            return sum(parquet_file(f).metadata.num_rows for f in files)
         ts = self.fmap.by_role(Role.TARGET_TIME)[0].name
         return sum(int(self._keep(pq.read_table(f, columns=["user_key", ts])).sum()) for f in files)
 
@@ -115,7 +124,11 @@ class ShardStream(IterableDataset):
 
     def _read(self, unit: tuple[Path, int]) -> pa.Table:
         path, group = unit
-        table = pq.ParquetFile(path).read_row_group(group, columns=self.columns)
+        try:
+            table = parquet_file(path).read_row_group(group, columns=self.columns)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(str(path), None, None, f"row group {group} cannot be read ({exc}); prepare the data again") \
+                from exc
         return table if self.fraction >= 1.0 else table.filter(pa.array(self._keep(table)))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -101,6 +101,11 @@ def check_request(space: FeatureSpace, req: ScoreRequest, limits: Limits) -> Non
     check_context(space, req.context)
     check_history(space, req.history)
     check_candidates(space, req.candidates)
+    late = next((k for k, h in enumerate(req.history) if h.ts > req.timestamp), None)
+    if late is not None:
+        raise BadRequest("history_after_impression", f"history[{late}] at ts {req.history[late].ts} is after the "
+                                                      f"impression timestamp {req.timestamp}: a behaviour cannot "
+                                                      "come from the future (both are unix seconds)")
 
 
 def check_candidate_count(n_cand: int, limits: Limits) -> None:

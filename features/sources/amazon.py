@@ -37,14 +37,27 @@ def _parse_ints(tokens: list[str], file: str, row: int, field: str) -> list[int]
     return out
 
 
-def load_amazon(root: str | Path, name: str = "Beauty") -> RawLog:
+def categories(root: Path) -> list[str]:
+    """Category prefixes of the ``<Category>_item_org_rank.txt[.gz]`` files in ``root``."""
+    return sorted({p.name.split("_item_org_rank.txt")[0] for p in root.glob("*_item_org_rank.txt*")})
+
+
+def load_amazon(root: str | Path, name: str = "") -> RawLog:
     """Events in file order (user lines in order, items in order within a line).
 
     Args:
         root: folder holding ``<name>_item_org_rank.txt[.gz]`` and ``<name>_time_org_rank.txt[.gz]``.
-        name: category prefix of the file names. Default: ``Beauty``.
+        name: category prefix of the file names (Beauty, Sports_and_Outdoors, Toys_and_Games, ...); "" = the
+            only category in the folder. Default: "".
     """
     root = Path(root)
+    if not name:
+        found = categories(root)
+        if len(found) != 1:
+            reason = (f"holds the categories {found}: choose one with --name" if found
+                      else "holds no <Category>_item_org_rank.txt[.gz] file")
+            raise DataError(str(root), None, None, reason)
+        name = found[0]
     item_path = _find(root, f"{name}_item_org_rank.txt")
     time_path = _find(root, f"{name}_time_org_rank.txt")
     item_lines, time_lines = _lines(item_path), _lines(time_path)

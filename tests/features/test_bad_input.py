@@ -108,3 +108,57 @@ def test_failed_prepare_leaves_nothing_and_keeps_the_old_output(tmp_path, monkey
         prepare(log_from_rows([("v", 1, 1, 1), ("v", 2, 2, 0)]), P_ML, out, progress=False)
     assert sorted(p.name for p in out.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize(
+    ("raw", "row", "field", "words"),
+    [
+        (b"user_id,item_id,timestamp\n1,2,10\n1,\xff,11\n", 2, None, "byte 0xff (line 3) is not UTF-8"),
+        (b"user_id,item_id,timestamp\n1,2,10\n1,3,11,12\n", 2, None, "4 fields where the header has 3"),
+        (b"user_id,item_id,timestamp\n1,2,10\n1,3\n1,4,12\n", 2, None, "2 fields where the header has 3"),
+        (b'user_id,item_id,timestamp\n1,"2,10\n1,3,11\n', 1, None, "unterminated quote"),
+        (b"user_id,item_id,timestamp\n1,2,1e23\n", 1, "timestamp", "after the year 2286 in seconds"),
+        (b"user_id,item_id,timestamp\n1,2,10\n1,3,1700000000000\n", 2, "timestamp", "divide by 1000"),
+        (b"user_id,item_id,timestamp,item_id\n1,2,10,3\n", None, "item_id", "appears twice in the header"),
+    ],
+    ids=["not-utf8", "extra-field", "short-row", "unterminated-quote", "1e23", "mixed-seconds-and-ms", "duplicate-column"],
+)
+def test_malformed_csv_is_a_clear_error(tmp_path, raw, row, field, words):
+    path = tmp_path / "events.csv"
+    path.write_bytes(raw)
+    with pytest.raises(DataError) as err:
+        load_events(path)
+    assert (err.value.file, err.value.row, err.value.field) == (str(path), row, field), str(err.value)
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1000, "milliseconds"), (1_000_000, "microseconds")])
+def test_sub_second_timestamps_are_converted_with_a_warning(tmp_path, scale, unit):
+    path = tmp_path / "events.csv"
+    path.write_text(f"user_id,item_id,timestamp\n1,2,{1_700_000_000 * scale}\n1,3,{1_700_000_100 * scale + 7}\n")
+    with pytest.warns(UserWarning, match=f"the timestamps are unix {unit}; converted to seconds"):
+        raw = load_events(path)
+    assert raw.events["ts"].to_list() == [1_700_000_000, 1_700_000_100]
+
+
+def test_a_corrupt_or_empty_parquet_file_names_itself(tmp_path):
+    for name, content in (("empty.parquet", b""), ("corrupt.parquet", b"PAR1 not really")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(DataError, match=f"{name}: not a readable Parquet file"):
+            load_events(path)
+
+
+def test_amazon_finds_any_category_and_asks_when_there_are_several(tmp_path):
+    root = tmp_path / "az"
+    root.mkdir()
+    (root / "Sports_and_Outdoors_item_org_rank.txt").write_text("1 5 6\n2 7 8\n")
+    (root / "Sports_and_Outdoors_time_org_rank.txt").write_text("1 10 20\n2 10 20\n")
+    raw = load_amazon(root)
+    assert raw.name == "amazon-sports_and_outdoors-5core" and raw.events.height == 4
+    (root / "Toys_and_Games_item_org_rank.txt").write_text("1 5\n")
+    with pytest.raises(DataError, match=r"categories \['Sports_and_Outdoors', 'Toys_and_Games'\]: choose one with --name"):
+        load_amazon(root)
+    assert load_amazon(root, "Sports_and_Outdoors").events.height == 4
+    with pytest.raises(DataError, match="holds no <Category>_item_org_rank"):
+        load_amazon(tmp_path)

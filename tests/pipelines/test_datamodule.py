@@ -125,3 +125,19 @@ def test_bucketing_keeps_ddp_ranks_disjoint_and_equal_and_leaves_evaluation_alon
     dm = ShardDataModule(data, batch_size=50, bucket_by_length=True)
     plain = ShardDataModule(data, batch_size=50)
     assert [b["target_ts"].tolist() for b in dm.stream("valid")] == [b["target_ts"].tolist() for b in plain.stream("valid")]
+
+
+def test_a_corrupt_or_empty_shard_is_a_data_error_naming_it(tiny_synthetic, tmp_path):
+    import shutil
+
+    import pytest
+
+    from features.errors import DataError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synthetic / "data", data)
+    shard = sorted((data / "train").glob("*.parquet"))[0]
+    for content in (b"", shard.read_bytes()[:200]):
+        shard.write_bytes(content)
+        with pytest.raises(DataError, match=f"{shard.name}: not a readable Parquet shard"):
+            list(ShardDataModule(data, batch_size=64).stream("train"))

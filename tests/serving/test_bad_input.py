@@ -64,6 +64,8 @@ CASES = [  # (id, request builder, status, fragment of the reason)
     ("unknown-candidate-field", _edit(lambda r: r["candidates"][2].update(itemid=3)), 400,
      "unknown candidate field(s) ['itemid'] (first at candidates[2]); allowed: ['item_id', 'cate_id']"),
     ("empty-candidates", _with(candidates=[]), 400, "candidates is empty"),
+    ("history-after-the-impression", _edit(lambda r: r["history"][2].update(ts=r["timestamp"] + 1)), 400,
+     "history[2] at ts"),
     ("empty-candidate", _edit(lambda r: r["candidates"].append({})), 400, "candidates[10] has no fields"),
     ("too-many-candidates", lambda r: {"json": {**r, "candidates": [{"item_id": 1}] * (LIMIT_CANDIDATES + 1)}},
      422, f"at most {LIMIT_CANDIDATES} items"),
