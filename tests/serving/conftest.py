@@ -90,14 +90,16 @@ class Server:
 
 @contextlib.contextmanager
 def serve_process(model: Path | str, log: Path, *extra: str, env: dict | None = None,
-                  timeout: float = 60.0) -> Iterator[Server]:
-    """Start ``python -m pipelines serve --model MODEL`` on a free port; yield once ``/readyz`` is 200."""
+                  timeout: float = 60.0, python: str = sys.executable, cwd: Path = REPO) -> Iterator[Server]:
+    """Start ``python -m pipelines serve --model MODEL`` on a free port; yield once ``/readyz`` is 200.
+
+    ``python`` may be another environment's interpreter, run outside the checkout (the serving-install test)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "pipelines", "serve", "--model", str(model), "--port", str(port),
+    cmd = [python, "-m", "pipelines", "serve", "--model", str(model), "--port", str(port),
            "--log-level", "warning", *extra]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

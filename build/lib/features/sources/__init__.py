@@ -1,0 +1,1 @@
+"""Event-log sources: each returns a validated :class:`features.rawlog.RawLog`."""

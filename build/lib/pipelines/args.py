@@ -1,0 +1,678 @@
+"""Typed configs of every ``suan`` sub-command: the signature of each command is its config.
+
+Kept free of torch/lightning imports so that ``suan --help`` answers at once; each command's
+run function lives in its own module and is imported only when that command runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from features.protocols import PROTOCOLS
+from features.sources.synthetic import SynthConfig
+from suan.config import ARCHS, GRADES
+from suan.recipe.config import OptimConfig
+from suan.utils.config import Config, ConfigError, require
+
+
+def require_shares(config: Config, *names: str) -> None:
+    """Each named field is a share of rows: in (0, 1]."""
+    for name in names:
+        require(0 < getattr(config, name) <= 1, f"{name} must be in (0, 1]")
+
+
+SOURCES = ("synthetic", "movielens-100k", "amazon-5core", "events")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DemoArgs(Config):
+    """Run the main job end to end on synthetic data.
+
+    Args:
+        out: working folder. Default: runs/demo.
+        users: synthetic users. Default: 2000.
+        events_per_user: mean events per user. Default: 40.
+        max_seq_len: L. Default: 50.
+        seed: Default: 0.
+        models: architectures trained and compared. Default: suan,dnn,din,bst.
+        grade: grade of every model. Default: 1.
+        epochs: epoch budget of every training run (suan train's recipe otherwise; early stopping may end a run
+            sooner). Default: 2.
+        sweep_grades: grades of the mini scaling sweep (empty = skip it). Default: 0,1,2,3.
+        sweep_fractions: data fractions of the mini sweep (small, to keep the demo short). Default: 0.1,0.3.
+        distill: run the distillation stage. Default: True.
+    """
+
+    out: str = "runs/demo"
+    users: int = 2000
+    events_per_user: int = 40
+    max_seq_len: int = 50
+    seed: int = 0
+    models: tuple[str, ...] = ("suan", "dnn", "din", "bst")
+    grade: int = 1
+    epochs: int = 2
+    sweep_grades: tuple[int, ...] = (0, 1, 2, 3)
+    sweep_fractions: tuple[float, ...] = (0.1, 0.3)
+    distill: bool = True
+
+    def validate(self) -> None:
+        require(self.users >= 10, "users must be >= 10")
+        require(all(g in GRADES for g in self.sweep_grades), "sweep grades must be in the grade table")
+        require(self.grade + 1 in GRADES or not self.distill, "distillation needs a teacher one grade higher")
+        require(all(m in ARCHS for m in self.models), f"models must be among {ARCHS}")
+        require(self.grade in GRADES and self.epochs >= 1, "bad grade or epochs")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SynthArgs(SynthConfig):
+    """Generate the synthetic behaviour log (Parquet, streamed in user blocks).
+
+    Args:
+        out: output folder (replaced atomically).
+        users: number of users. Default: 2000.
+        items: number of items. Default: 1000.
+        categories: number of item categories. Default: 20.
+        events_per_user: mean events per user (log-normal spread). Default: 40.
+        seed: generator seed. Default: 0.
+        affinity_weight: weight of the recency-weighted history affinity in the click logit. Default: 4.0.
+        recency_hours: decay time constant of the affinity. Default: 6.
+        drift: per-event probability that an interest slot is redrawn. Default: 0.1.
+        block_users: users held in memory at once. Default: 20000.
+    """
+
+    out: str
+
+    def synth_config(self) -> SynthConfig:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(SynthConfig)}
+        return SynthConfig(**values)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrepareArgs(Config):
+    """Prepare an event log into Parquet shards, feature_map.json, vocabularies and stats.json.
+
+    Args:
+        source: where the events come from.
+        input: input folder (synthetic, movielens-100k, amazon-5core) or file/folder (events).
+        out: output folder (written to a temporary folder, then renamed).
+        protocol: P-ML, P-AZ, time-split or leave-last-out. Default: the source's own.
+        max_seq_len: L, the most recent behaviours kept per sample. Default: 50.
+        min_count: vocabulary minimum training count (rarer values → OOV). Default: 1.
+        negatives: negatives per positive; -1 keeps the protocol's own. Default: -1.
+        shard_rows: rows per Parquet shard. Default: 262144.
+        item_fields: (events) columns describing the item, used for history and target.
+        event_fields: (events) behaviour-only columns such as the action type.
+        context_fields: (events) impression context columns.
+        name: (amazon-5core) category prefix of the files, e.g. Beauty, Sports_and_Outdoors ("" = the only
+            category in the folder). Default: "".
+        users: (events) optional user-profile file with user_id and user_fields.
+        user_fields: (events) profile columns of the users file.
+        progress: show progress bars. Default: True.
+    """
+
+    source: Literal["synthetic", "movielens-100k", "amazon-5core", "events"]
+    input: str
+    out: str
+    protocol: str = ""
+    max_seq_len: int = 50
+    min_count: int = 1
+    negatives: int = -1
+    shard_rows: int = 262144
+    item_fields: tuple[str, ...] = ()
+    event_fields: tuple[str, ...] = ()
+    context_fields: tuple[str, ...] = ()
+    name: str = ""
+    users: str = ""
+    user_fields: tuple[str, ...] = ()
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.source in SOURCES, f"source must be one of {SOURCES}")
+        require(not self.protocol or self.protocol in PROTOCOLS, f"protocol must be one of {sorted(PROTOCOLS)}")
+        require(self.max_seq_len >= 1 and self.min_count >= 1 and self.shard_rows >= 1,
+                "max_seq_len, min_count and shard_rows must be >= 1")
+        require(self.negatives >= -1, "negatives must be >= 0 (or -1 for the protocol's own)")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DescribeArgs(Config):
+    """Print the statistics and fields of a prepared folder.
+
+    Args:
+        data: prepared folder.
+    """
+
+    data: str = dataclasses.field(metadata={"positional": True})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainArgs(Config):
+    """Train a CTR model.
+
+    Args:
+        data: prepared folder (``suan data prepare``).
+        out: run folder (checkpoints, metrics.json, model/).
+        model: architecture. Default: suan.
+        grade: size from the grade table. Default: 2.
+        seed: seeds everything (data order, init). Default: 0.
+        max_epochs: epoch budget; early stopping on valid AUC normally ends training well before it (the
+            cosine schedule decays over it). Default: 50.
+        max_steps: stop after this many optimiser steps (-1 = no limit). Default: -1.
+        batch_size: Default: 1024.
+        lr: dense learning rate (AdamW). Default: 1e-3.
+        embedding_lr: embedding learning rate (0 = lr). Default: 0.
+        weight_decay: decoupled AdamW decay of dense matrices. Default: 1e-5.
+        schedule: plateau (lr × plateau_factor after an epoch without a better valid AUC), cosine (warm-up,
+            then cosine decay over the epoch budget) or constant. Default: plateau.
+        warmup_steps: linear warm-up steps (cosine, constant). Default: 0.
+        plateau_factor: lr multiplier on a valid-AUC plateau. Default: 0.1.
+        embedding_l2: λ of the L2 term λ/2·Σ‖w‖² on the feature embedding tables (0 = off). Default: 0.005.
+        embedding_l2_scope: table (every row, every step) or batch (the rows a batch looks up, weighted by
+            1 / their chance of being in a batch: the same expected penalty at any batch size). Default: table.
+        embedding_init_std: std of the normal every embedding table starts from (padding rows zero). Default: 1e-4.
+        grad_clip: gradient-norm clip (0 = off). Default: 10.0.
+        precision: 32-true or bf16-mixed. Default: 32-true.
+        patience: early-stopping patience in epochs without a valid-AUC gain of 1e-4. Default: 2.
+        threads: torch intra-op threads (0 = one per core this process may use: CPU affinity and cgroup
+            quota respected). Default: 0.
+        seq_len: behaviours the model reads (0 = the grade's, capped by the data). Default: 0.
+        data_fraction: nested deterministic share of the training rows (scaling sweeps). Default: 1.0.
+        eval_fraction: nested deterministic share of the valid/test rows evaluated (cheaper sweeps on
+            large data; the same rows for every run). Default: 1.0.
+        bucket_by_length: training batches of similar history lengths (each shuffle buffer sorted by
+            length, batch order shuffled), so batches of short histories skip their padding columns:
+            faster where most histories are shorter than L. Default: False.
+        dropout: Default: 0.0.
+        backend: attention backend (auto, naive, torch, triton). Default: auto.
+        mixer: registry name of the self-attention mixer ("" = the arch's own; see suan.mixers.registry).
+            Default: "".
+        local_window: LightSUAN local window k. Default: 8.
+        dilation: LightSUAN dilation r. Default: 4.
+        num_workers: DataLoader worker processes. Default: 0.
+        mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
+        experiment: MLflow experiment name. Default: suan.
+        resume: continue from the run folder's last checkpoint. Default: False.
+        accelerator: auto, cpu or gpu. Default: auto.
+        devices: devices per node. Default: 1.
+        num_nodes: nodes (multi-node DDP under torchrun or SLURM). Default: 1.
+        strategy: auto or ddp. Default: auto.
+        negative_sampling_rate: share of negatives kept when the data sampled them, for calibration. Default: 1.0.
+        position: attention position encoding: relative (learned bias), rope or none. Default: relative.
+        head: last (last layer's candidate output) or histograph (attention over all layers' outputs). Default: last.
+        layer_router: per layer, route each sample to full or sparse attention (suan, lightsuan). Default: False.
+        ablate: deconstruction ablations kind:i,j[;kind:k], kind fixed | seqfree | stale_qk. Default: "".
+        incremental: request-independent history tokens, so the model can also serve from a per-user state
+            (needs a recurrent mixer, e.g. --mixer gated_deltanet; see suan.models.incremental). Default: False.
+        wiring: unified block wiring (suan, lightsuan): branches (the dual gate mixes the self- and
+            cross-attention outputs) or authors (the authors' post-norm block: the gate mixes the residual
+            stream with the cross output and adds the stream back). Default: branches.
+        candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
+            output, as the authors' head does (sequence archs). Default: False.
+        test: evaluate the best checkpoint on the test split at the end (``suan tune`` turns it off: test
+            is read once, for the report). Default: True.
+        log_every_n_steps: Default: 20.
+        progress: progress bar. Default: True.
+    """
+
+    data: str
+    out: str
+    model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
+    grade: int = 2
+    seed: int = 0
+    max_epochs: int = 50
+    max_steps: int = -1
+    batch_size: int = 1024
+    lr: float = 1e-3
+    embedding_lr: float = 0.0
+    weight_decay: float = 1e-5
+    schedule: Literal["plateau", "cosine", "constant"] = "plateau"
+    warmup_steps: int = 0
+    plateau_factor: float = 0.1
+    embedding_l2: float = 0.005
+    embedding_l2_scope: Literal["table", "batch"] = "table"
+    embedding_init_std: float = 1e-4
+    grad_clip: float = 10.0
+    precision: Literal["32-true", "bf16-mixed"] = "32-true"
+    patience: int = 2
+    threads: int = 0
+    seq_len: int = 0
+    data_fraction: float = 1.0
+    eval_fraction: float = 1.0
+    bucket_by_length: bool = False
+    dropout: float = 0.0
+    backend: str = "auto"
+    mixer: str = ""
+    local_window: int = 8
+    dilation: int = 4
+    num_workers: int = 0
+    mlflow_uri: str = ""
+    experiment: str = "suan"
+    resume: bool = False
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    negative_sampling_rate: float = 1.0
+    position: Literal["relative", "rope", "none"] = "relative"
+    head: Literal["last", "histograph"] = "last"
+    layer_router: bool = False
+    ablate: str = ""
+    incremental: bool = False
+    wiring: Literal["branches", "authors"] = "branches"
+    candidate_in_head: bool = False
+    test: bool = True
+    log_every_n_steps: int = 20
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+        require(self.max_epochs >= 1 and self.batch_size >= 1, "max_epochs and batch_size must be >= 1")
+        require(self.patience >= 1 and self.seq_len >= 0 and self.grad_clip >= 0, "bad patience/seq_len/grad_clip")
+        require(self.threads >= 0, "threads must be >= 0 (0 = one per available core)")
+        require_shares(self, "data_fraction", "eval_fraction")
+        self.optim()
+
+    def optim(self) -> OptimConfig:
+        """The optimiser, schedule and embedding-regularisation settings of this run (validated)."""
+        return OptimConfig(lr=self.lr, embedding_lr=self.embedding_lr, weight_decay=self.weight_decay,
+                           schedule=self.schedule, warmup_steps=self.warmup_steps, plateau_factor=self.plateau_factor,
+                           embedding_l2=self.embedding_l2, embedding_l2_scope=self.embedding_l2_scope)
+
+
+# the recipe defaults of `suan train`: compare, sweep and distill train with exactly these unless told otherwise
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TuneArgs(Config):
+    """Search training options with Optuna (TPE, pruning on per-epoch valid AUC); writes the best recipe.
+
+    Args:
+        data: prepared folder.
+        out: tuning folder (trials/, best_recipe.yaml, report.md).
+        space: YAML search space: ``option: {type: float|int|categorical, low, high, log, step, choices}``
+            over any ``suan train`` option (e.g. ``lr: {type: float, low: 1e-4, high: 1e-2, log: true}``).
+        base: YAML/JSON of fixed ``suan train`` options every trial starts from ("" = the defaults). Default: "".
+        model: architecture (unless the base or the space sets it). Default: suan.
+        grade: grade (unless the base or the space sets it). Default: 2.
+        trials: trials this process runs (a resumed or shared study adds them to those it has). Default: 20.
+        timeout: stop starting trials after this many seconds (0 = no limit). Default: 0.
+        storage: Optuna storage URL; an RDB (SQLite file, PostgreSQL, MySQL) makes the study resumable and
+            lets several processes or machines work on it at once ("" = sqlite:///<out>/optuna.db). Default: "".
+        study: study name. Default: suan.
+        seed: sampler seed (each process sharing a study should use its own). Default: 0.
+        prune: stop unpromising trials early (median rule on per-epoch valid AUC). Default: True.
+        mlflow_uri: tracking URI for the trials' runs ("" = a SQLite store under out). Default: "".
+    """
+
+    data: str
+    out: str
+    space: str
+    base: str = ""
+    model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
+    grade: int = 2
+    trials: int = 20
+    timeout: float = 0.0
+    storage: str = ""
+    study: str = "suan"
+    seed: int = 0
+    prune: bool = True
+    mlflow_uri: str = ""
+
+    def validate(self) -> None:
+        require(self.trials >= 1 and self.timeout >= 0, "trials must be >= 1 and timeout >= 0")
+        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EvalArgs(Config):
+    """Evaluate a trained run.
+
+    Args:
+        run: run folder of ``suan train``.
+        split: valid or test. Default: test.
+        data: prepared folder (default: the one the run was trained on). Default: "".
+        batch_size: Default: 1024.
+    """
+
+    run: str
+    split: Literal["valid", "test"] = "test"
+    data: str = ""
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AnalyzeArgs(Config):
+    """Record a trained run's attention: sinks, position bias, target attention → diagnostics.json, plots, report.md.
+
+    Args:
+        run: run folder of ``suan train`` (its ``model/`` is analysed).
+        out: output folder (diagnostics.json, plots/, report.md).
+        data: prepared folder (default: the one the run was trained on). Default: "".
+        split: rows analysed from valid or test. Default: test.
+        max_rows: rows whose attention is recorded. Default: 2000.
+        users: sample users whose candidate attention is plotted. Default: 4.
+        batch_size: Default: 256.
+        tau: sink threshold in multiples of the uniform share. Default: 5.0.
+        anchors: the first positions counted as anchors (primary sinks). Default: 1.
+        calibrate: also evaluate valid/test AUC with training-free sink calibration. Default: False.
+        sink_beta: calibration factor on sink attention (with --calibrate). Default: 0.5.
+        eval_fraction: nested deterministic share of the valid/test rows the calibration is evaluated on
+            (as in train; large evaluation sets). Default: 1.0.
+    """
+
+    run: str
+    out: str
+    data: str = ""
+    split: Literal["valid", "test"] = "test"
+    max_rows: int = 2000
+    users: int = 4
+    batch_size: int = 256
+    tau: float = 5.0
+    anchors: int = 1
+    calibrate: bool = False
+    sink_beta: float = 0.5
+    eval_fraction: float = 1.0
+
+    def validate(self) -> None:
+        require(self.max_rows >= 1 and self.users >= 0 and self.batch_size >= 1, "bad max_rows/users/batch_size")
+        require_shares(self, "eval_fraction")
+        require(self.tau > 0 and self.anchors >= 0, "tau must be > 0 and anchors >= 0")
+        require(0 <= self.sink_beta < 1, "sink_beta must be in [0, 1)")
+
+
+# the TrainArgs fields a compare variant may set, with their parsers
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
+VARIANT_FIELDS = {"mixer": str, "position": str, "head": str, "ablate": str, "local_window": int, "dilation": int,
+                  "dropout": float, "seq_len": int, "layer_router": _flag, "incremental": _flag,
+                  "bucket_by_length": _flag, "wiring": str, "candidate_in_head": _flag, "schedule": str,
+                  "embedding_l2": float, "embedding_l2_scope": str, "embedding_init_std": float, "lr": float,
+                  "batch_size": int, "plateau_factor": float, "warmup_steps": int}
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``"suan"`` → ``("suan", {})``; ``"suan:mixer=aaren/dropout=0.1"`` → ``("suan", {"mixer": "aaren",
+    "dropout": 0.1})``. Only the first ``:`` separates the arch (values such as ``fixed:0`` keep theirs)."""
+    arch, _, rest = spec.partition(":")
+    require(arch in ARCHS, f"model {spec!r}: architecture must be one of {ARCHS}")
+    options = {}
+    for item in filter(None, rest.split("/")):
+        key, sep, value = item.partition("=")
+        require(bool(sep) and key in VARIANT_FIELDS,
+                f"model {spec!r}: {item!r} must be field=value with field among {sorted(VARIANT_FIELDS)}")
+        try:
+            options[key] = VARIANT_FIELDS[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"model {spec!r}: {key}={value!r} is not a valid value") from exc
+    return arch, options
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CompareArgs(Config):
+    """Train several architectures over several seeds on one dataset and tabulate mean ± sd.
+
+    Args:
+        data: prepared folder.
+        out: folder of the runs and of comparison.json / comparison.md.
+        models: architectures or variants ``arch:field=value[/field=value]`` with fields among
+            mixer, position, head, layer_router, incremental, ablate, local_window, dilation, dropout, seq_len,
+            bucket_by_length, wiring, candidate_in_head and the recipe's schedule, embedding_l2,
+            embedding_l2_scope, embedding_init_std, lr, batch_size, plateau_factor, warmup_steps (e.g.
+            ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``).
+            Default: suan,dnn,din,bst,hstu.
+        seeds: seeds per model. Default: 0,1,2.
+        grade: grade of every model. Default: 1.
+        max_epochs: as in train. Default: 50.
+        batch_size: as in train. Default: 1024.
+        lr: as in train. Default: 1e-3.
+        patience: as in train. Default: 2.
+        negative_sampling_rate: as in train. Default: 1.0.
+        data_fraction: nested deterministic share of the training rows, as in train (long-sequence
+            studies on small machines). Default: 1.0.
+        eval_fraction: nested deterministic share of the valid/test rows evaluated, as in train. Default: 1.0.
+        mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
+    """
+
+    data: str
+    out: str
+    models: tuple[str, ...] = ("suan", "dnn", "din", "bst", "hstu")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    grade: int = 1
+    max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    patience: int = TRAIN_DEFAULTS["patience"]
+    negative_sampling_rate: float = 1.0
+    data_fraction: float = 1.0
+    eval_fraction: float = 1.0
+    mlflow_uri: str = ""
+
+    def validate(self) -> None:
+        require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
+        require_shares(self, "data_fraction", "eval_fraction")
+        for spec in self.models:
+            parse_variant(spec)
+        require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DistillArgs(Config):
+    """Distil a high-grade SUAN teacher into a low-grade LightSUAN student.
+
+    Args:
+        data: prepared folder.
+        out: run folder (the student is saved as model/, the teacher as teacher_model/).
+        teacher_grade: teacher grade. Default: 3.
+        student_grade: student grade. Default: 1.
+        teacher_model: teacher architecture. Default: suan.
+        student_model: student architecture. Default: lightsuan.
+        mode: online (joint training) or offline (frozen teacher from --teacher-run). Default: online.
+        teacher_run: run folder of a trained teacher, or a model folder (offline mode). Default: "".
+        temperature: t. Default: 2.0.
+        weight: λ of the soft term (negative = t²). Default: -1.
+        seed: Default: 0.
+        max_epochs: as in train. Default: 50.
+        batch_size: as in train. Default: 1024.
+        lr: as in train. Default: 1e-3.
+        patience: as in train. Default: 2.
+        local_window: student's local window k. Default: 8.
+        dilation: student's dilation r. Default: 4.
+        mlflow_uri: Default: "".
+        experiment: Default: distill.
+        resume: Default: False.
+        progress: Default: True.
+    """
+
+    data: str
+    out: str
+    teacher_grade: int = 3
+    student_grade: int = 1
+    teacher_model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
+    student_model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "lightsuan"
+    mode: Literal["online", "offline"] = "online"
+    teacher_run: str = ""
+    temperature: float = 2.0
+    weight: float = -1.0
+    seed: int = 0
+    max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    patience: int = TRAIN_DEFAULTS["patience"]
+    local_window: int = 8
+    dilation: int = 4
+    mlflow_uri: str = ""
+    experiment: str = "distill"
+    resume: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        require(self.teacher_grade in GRADES and self.student_grade in GRADES, "grades must be in the grade table")
+        require(self.mode == "online" or bool(self.teacher_run), "offline mode needs --teacher-run")
+        require(self.temperature > 0, "temperature must be > 0")
+
+    def student_train_args(self) -> TrainArgs:
+        """The student's run as plain training arguments (shared trainer set-up and outputs)."""
+        return TrainArgs(data=self.data, out=self.out, model=self.student_model, grade=self.student_grade,
+                         seed=self.seed, max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+                         patience=self.patience, local_window=self.local_window, dilation=self.dilation,
+                         mlflow_uri=self.mlflow_uri, experiment=self.experiment, resume=self.resume,
+                         progress=self.progress)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExportArgs(Config):
+    """Export a run's model to ONNX (parity-gated) and optionally register it in MLflow.
+
+    Args:
+        run: run folder of ``suan train`` or ``suan distill`` (its ``model/`` is exported).
+        out: serving folder to write (model.onnx, feature map, vocabularies, serving.json).
+        register: registered model name in the MLflow model registry ("" = do not register). Default: "".
+        alias: registry alias to point at the new version (e.g. champion). Default: "".
+        mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
+    """
+
+    run: str
+    out: str
+    register: str = ""
+    alias: str = ""
+    mlflow_uri: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SweepArgs(Config):
+    """Train a grid of grades x data fractions x seeds with the normal training pipeline (resumable).
+
+    Args:
+        data: prepared folder.
+        out: sweep folder (manifest.json, runs/).
+        grades: model grades. Default: 0,1,2.
+        data_fractions: nested shares of the training rows. Default: 0.25,1.0.
+        seeds: Default: 0.
+        model: architecture. Default: suan.
+        max_epochs: as in train. Default: 50.
+        batch_size: as in train. Default: 1024.
+        lr: as in train. Default: 1e-3.
+        patience: as in train. Default: 2.
+        eval_fraction: nested share of the valid/test rows evaluated at every point. Default: 1.0.
+        bucket_by_length: length-bucketed training batches at every point (as in train). Default: False.
+        mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
+    """
+
+    data: str
+    out: str
+    grades: tuple[int, ...] = (0, 1, 2)
+    data_fractions: tuple[float, ...] = (0.25, 1.0)
+    seeds: tuple[int, ...] = (0,)
+    model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
+    max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]
+    lr: float = TRAIN_DEFAULTS["lr"]
+    patience: int = TRAIN_DEFAULTS["patience"]
+    eval_fraction: float = 1.0
+    bucket_by_length: bool = False
+    mlflow_uri: str = ""
+
+    def validate(self) -> None:
+        require_shares(self, "eval_fraction")
+        require(all(g in GRADES for g in self.grades), f"grades must be among {sorted(GRADES)}")
+        require(all(0 < f <= 1 for f in self.data_fractions), "data fractions must be in (0, 1]")
+        require(bool(self.grades) and bool(self.data_fractions) and bool(self.seeds), "empty grid")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScaleFitArgs(Config):
+    """Fit power laws to a sweep and write scaling_fit.json, PNG plots and a Markdown report.
+
+    Args:
+        sweep: sweep folder (``suan scale sweep`` output).
+        out: output folder ("" = the sweep folder). Default: "".
+        bootstrap: bootstrap resamples for confidence intervals. Default: 200.
+    """
+
+    sweep: str
+    out: str = ""
+    bootstrap: int = 200
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScaleReportArgs(Config):
+    """Print (and rewrite) the Markdown report of a fitted sweep.
+
+    Args:
+        sweep: sweep folder.
+    """
+
+    sweep: str = dataclasses.field(metadata={"positional": True})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServeArgs(Config):
+    """Serve an exported model over HTTP (FastAPI + uvicorn + ONNX Runtime; no torch at request time).
+
+    Args:
+        model: serving folder (``suan export --out``), ``models:/name/version`` or ``models:/name@alias``.
+        host: interface to bind (loopback by default: put a proxy in front to expose it). Default: 127.0.0.1.
+        port: Default: 8000.
+        workers: uvicorn worker processes (each loads the model and keeps its own metrics). Default: 1.
+        threads: ONNX Runtime intra-op threads per request. Default: 1.
+        concurrency: requests scored at once per worker, the rest wait in arrival order (0 = CPU cores //
+            threads). Default: 0.
+        device: auto (CUDA when onnxruntime offers it), cpu or cuda. Default: auto.
+        max_candidates: most candidates per request (more → 400). Default: 1000.
+        max_history: most raw history entries per request and events per append (more → 400; beyond L is
+            truncated). Default: 1000.
+        max_body_bytes: largest request body (more → 413). Default: 4194304.
+        max_string: longest raw value or field name in characters (more → 422). Default: 256.
+        max_fields: most fields per mapping: user, context, a history entry, a candidate (more → 422). Default: 64.
+        queue: requests waiting for a scoring slot; one more → 503 with Retry-After. Default: 64.
+        request_timeout: seconds from admission to answer (later → 504). Default: 10.
+        header_timeout: seconds a connection may take to send a request's headers (then closed). Default: 10.
+        body_timeout: seconds the server waits for each part of a body (then 408). Default: 10.
+        max_connections: open connections and in-flight requests per worker (more → 503). Default: 512.
+        model_roots: folders /admin/reload may load from ("" = the folder holding --model). Default: "".
+        watch_seconds: poll the model folder and hot-reload when it is replaced (0 = off). Default: 0.
+        max_users: most users whose incremental state is cached per worker (stateful /v1/users/... path of
+            an incremental model; least recently used evicted first). Default: 10000.
+        mlflow_uri: tracking URI of the model registry ("" = $MLFLOW_TRACKING_URI; a models:/ --model alone falls
+            back to sqlite:///runs/mlflow/mlflow.db). Without one, /admin/reload refuses models:/ URIs. Default: "".
+        access_log: log every request. Default: False.
+        log_level: uvicorn log level. Default: info.
+    """
+
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    threads: int = 1
+    concurrency: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_candidates: int = 1000
+    max_history: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_string: int = 256
+    max_fields: int = 64
+    queue: int = 64
+    request_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    max_connections: int = 512
+    model_roots: tuple[str, ...] = ()
+    watch_seconds: float = 0.0
+    max_users: int = 10_000
+    mlflow_uri: str = ""
+    access_log: bool = False
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    def validate(self) -> None:
+        require(bool(self.model), "--model is required: a serving folder or models:/name/version")
+        require(0 <= self.port <= 65535, "port must be in [0, 65535]")
+        require(self.workers >= 1 and self.threads >= 1, "workers and threads must be >= 1")
+        require(self.concurrency >= 0, "concurrency must be >= 0 (0 = CPU cores // threads)")
+        require(self.max_candidates >= 1 and self.max_history >= 0, "max_candidates >= 1, max_history >= 0")
+        require(self.max_body_bytes >= 1024 and self.watch_seconds >= 0, "max_body_bytes >= 1024, watch_seconds >= 0")
+        require(self.max_users >= 1, "max_users must be >= 1")

@@ -1,0 +1,145 @@
+"""``suan compare``: the same data path and loop for every architecture, seeds aggregated.
+
+Runs that already finished (``metrics.json`` present) are reused, so an interrupted comparison
+continues where it stopped.
+
+Besides mean ± sd over seeds, every model gets its difference to the first model paired by seed
+(same seed = same initialisation stream and data order). Much of the seed-to-seed spread is shared by
+all models, so the paired difference resolves gaps that the unpaired sds hide.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.args import CompareArgs, TrainArgs, parse_variant
+from pipelines.train import run_train
+
+COLUMNS = ("test_auc", "test_gauc", "test_logloss", "valid_auc")
+
+
+def run_compare(args: CompareArgs) -> dict:
+    out = Path(args.out)
+    uri = args.mlflow_uri or f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}"
+    results: dict[str, list[dict]] = {}
+    for spec in args.models:
+        arch, options = parse_variant(spec)
+        for seed in args.seeds:
+            run = out / "runs" / f"{run_name(spec)}-g{args.grade}-s{seed}"
+            if (run / "metrics.json").exists():
+                metrics = json.loads((run / "metrics.json").read_text())
+            else:
+                base = dict(data=args.data, out=str(run), model=arch, grade=args.grade, seed=seed,
+                            max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                            negative_sampling_rate=args.negative_sampling_rate, data_fraction=args.data_fraction,
+                            eval_fraction=args.eval_fraction, mlflow_uri=uri, experiment="compare",
+                            progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
+                metrics = run_train(TrainArgs(**{**base, **options}))  # a variant's own value wins
+            results.setdefault(spec, []).append(metrics)
+            print(f"{spec} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
+    summary = summarise(results, baseline=args.models[0])
+    (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "comparison.md").write_text(table(summary, args) + "\n")
+    plot_curves(out, args)
+    print(table(summary, args))
+    return summary
+
+
+def plot_curves(out: Path, args: CompareArgs) -> Path | None:
+    """``curves.png``: every run's valid AUC per epoch (one colour per model), popularity ranking as the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from features.stats import popularity_auc
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for k, spec in enumerate(args.models):
+        for i, seed in enumerate(args.seeds):
+            path = out / "runs" / f"{run_name(spec)}-g{args.grade}-s{seed}" / "curve.json"
+            if not path.exists():
+                continue
+            curve = json.loads(path.read_text())
+            ax.plot([e["epoch"] + 1 for e in curve], [e["valid_auc"] for e in curve], color=f"C{k % 10}",
+                    marker="o", markersize=3, alpha=0.8, label=spec if i == 0 else None)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.axhline(popularity_auc(args.data, "valid"), color="grey", linestyle="--", label="popularity ranking")
+    ax.set(xlabel="epoch", ylabel="valid AUC", title=f"{Path(args.data).name}: valid AUC per epoch, grade {args.grade}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    plt.close(fig)
+    return out / "curves.png"
+
+
+def run_name(spec: str) -> str:
+    """A folder name for a model spec: ``suan:ablate=fixed:0`` → ``suan-ablate-fixed-0``."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", spec).strip("-")
+
+
+def summarise(results: dict[str, list[dict]], baseline: str = "") -> dict:
+    """Per model: mean and sample sd of each metric over seeds, plus sizes.
+
+    Args:
+        results: model spec → its runs' metrics, in the same seed order for every model.
+        baseline: a spec of ``results``; every other model also gets ``delta_test_auc``, its test AUC
+            minus the baseline's at the same seed (mean and sd over seeds). "" = none.
+    """
+    out = {}
+    for arch, runs in results.items():
+        row = {"seeds": len(runs), "params_dense": runs[0]["params_dense"], "flops_per_sample": runs[0]["flops_per_sample"],
+               "samples_per_second": float(np.mean([r.get("samples_per_second", np.nan) for r in runs]))}
+        for key in COLUMNS:
+            row[key] = mean_sd([r[key] for r in runs])
+        if baseline in results and arch != baseline:
+            pairs = zip(runs, results[baseline], strict=True)  # every model ran the same seeds, in order
+            row["delta_test_auc"] = mean_sd([r["test_auc"] - b["test_auc"] for r, b in pairs])
+        out[arch] = row
+    return out
+
+
+def mean_sd(values: list[float]) -> dict:
+    """Mean and sample sd (0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
+def fmt(stat: dict, seeds: int, sign: str = "") -> str:
+    """``0.7305 ± 0.0109``; one seed has no spread, and a "± 0.0000" would read as a measured one."""
+    return f"{stat['mean']:{sign}.4f}" + (f" ± {stat['sd']:.4f}" if seeds > 1 else "")
+
+
+def table(summary: dict, args: CompareArgs) -> str:
+    shares = "" if args.data_fraction == args.eval_fraction == 1 else \
+        f"  train rows × {args.data_fraction:g}  eval rows × {args.eval_fraction:g}"
+    lines = [f"data: {args.data}  grade {args.grade}  seeds {list(args.seeds)}  epochs ≤ {args.max_epochs}{shares}", "",
+             f"| model | dense params | test AUC | Δ test AUC vs {args.models[0]}, paired by seed | test GAUC | "
+             "test logloss | valid AUC | train samples/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for arch, row in sorted(summary.items(), key=lambda kv: -kv[1]["test_auc"]["mean"]):
+        n = row["seeds"]
+        delta = fmt(row["delta_test_auc"], n, "+") if "delta_test_auc" in row else ""
+        cells = " | ".join(fmt(row[k], n) for k in COLUMNS[1:3] + ("valid_auc",))
+        lines.append(f"| {arch} | {row['params_dense']:,} | {fmt(row['test_auc'], n)} | {delta} | {cells} | "
+                     f"{row['samples_per_second']:,.0f} |")
+    if (Path(args.data) / "feature_map.json").exists():
+        from features.stats import popularity_auc
+
+        lines.append(f"| popularity ranking (train clicks) | | {popularity_auc(args.data, 'test'):.4f} | | | | "
+                     f"{popularity_auc(args.data, 'valid'):.4f} | |")
+    stats_path = Path(args.data) / "stats.json"
+    if stats_path.exists():
+        oracle = json.loads(stats_path.read_text())["splits"]["test"].get("oracle_auc")
+        if oracle is not None:
+            lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | | | |")
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""``suan train``: one CTR model on a prepared folder, tracked in MLflow, resumable, evaluated honestly.
+
+setup (seed, data, model, system, logger) → fit (checkpoints each epoch; ``--resume`` continues from
+the last one) → evaluate the best checkpoint on valid and test → write ``metrics.json`` and the
+model folder → log them to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from features.schema import FeatureMap, Role
+from pipelines.args import TrainArgs
+from pipelines.artifacts import save_model_dir
+from pipelines.callbacks import AtomicCheckpointIO, EpochCurve, RNGStateCallback, ThroughputCallback
+from pipelines.datamodule import ShardDataModule
+from pipelines.systems import CTRSystem
+from pipelines.threads import set_threads
+from pipelines.tracking import make_logger
+from suan.config import GRADES, ModelConfig
+from suan.models.counts import count_params, measure_flops
+from suan.models.ctr import build_model
+from suan.recipe.optim import PLATEAU_THRESHOLD
+from suan.recipe.regularization import touch_weights
+from suan.utils.config import ConfigError
+from suan.utils.provenance import provenance
+
+
+def model_config(args: TrainArgs, fmap: FeatureMap) -> ModelConfig:
+    """The model of a run: grade table sizes for the data's behaviour fields, L capped by the data, run options."""
+    seq_len = args.seq_len or min(GRADES[args.grade].seq_len, fmap.max_seq_len)
+    mixer = {"mixer": args.mixer} if args.mixer else {}
+    return ModelConfig.from_grade(args.model, args.grade, seq_fields=len(fmap.by_role(Role.SEQ)), seq_len=seq_len,
+                                  dropout=args.dropout, **mixer, backend=args.backend,
+                                  negative_sampling_rate=args.negative_sampling_rate, local_window=args.local_window,
+                                  dilation=args.dilation, position=args.position, head=args.head,
+                                  layer_router=args.layer_router, ablate=args.ablate, incremental=args.incremental,
+                                  embedding_init_std=args.embedding_init_std, wiring=args.wiring,
+                                  candidate_in_head=args.candidate_in_head)
+
+
+def l2_weights(args: TrainArgs, dm: ShardDataModule) -> dict | None:
+    """Per-id weights of the ``batch`` embedding-L2 scope (None for ``table``)."""
+    if args.embedding_l2_scope != "batch":
+        return None
+    return touch_weights(dm.vocab_counts(), dm.stream("train").num_rows, args.batch_size)
+
+
+def _quiet(progress: bool) -> None:
+    # lightning's checkpoint-restore chatter and an internal deprecation warning drown the output
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    if not progress:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
+def start_run(args: TrainArgs) -> tuple[Path, ShardDataModule]:
+    """Check the run folder, seed everything, open the data."""
+    _quiet(args.progress)
+    out = Path(args.out)
+    ckpt_dir = out / "checkpoints"
+    if ckpt_dir.exists() and any(ckpt_dir.iterdir()) and not args.resume:
+        raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    set_threads(args.threads)
+    L.seed_everything(args.seed, workers=True, verbose=False)
+    return out, ShardDataModule(args.data, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
+                                train_fraction=args.data_fraction, eval_fraction=args.eval_fraction,
+                                bucket_by_length=args.bucket_by_length)
+
+
+def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelCheckpoint, ThroughputCallback]:
+    """A deterministic trainer with best/last checkpoints on ``valid_auc``, early stopping and RNG states."""
+    throughput = ThroughputCallback()
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="valid_auc", mode="max",
+                           save_last=True, save_top_k=1, enable_version_counter=False)
+    trainer = L.Trainer(
+        max_epochs=args.max_epochs, max_steps=args.max_steps, precision=args.precision,
+        gradient_clip_val=args.grad_clip or None, deterministic=True, accelerator=args.accelerator,
+        devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy, logger=logger,
+        callbacks=[best, EarlyStopping(monitor="valid_auc", mode="max", patience=args.patience,
+                                       min_delta=PLATEAU_THRESHOLD),
+                   RNGStateCallback(), throughput, EpochCurve(out / "curve.json")],
+        enable_progress_bar=args.progress, log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=0,
+        # lightning builds the training loader once and tells only a DistributedSampler the epoch: rebuilding
+        # it every epoch is what hands ShardStream the new epoch (else every epoch replays epoch 0's order)
+        reload_dataloaders_every_n_epochs=1,
+        default_root_dir=out, enable_model_summary=False, plugins=[AtomicCheckpointIO()],
+    )
+    return trainer, best, throughput
+
+
+def fit_and_evaluate(trainer: L.Trainer, system: L.LightningModule, dm: ShardDataModule, best: ModelCheckpoint,
+                     args: TrainArgs, out: Path) -> None:
+    """Fit (resuming from ``last.ckpt`` when asked), then validate and test the best checkpoint."""
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.fit(system, dm, ckpt_path=str(last) if args.resume and last.exists() else None)
+    best_path = best.best_model_path or str(last)
+    trainer.validate(system, dm, ckpt_path=best_path, verbose=False)
+    if args.test:
+        trainer.test(system, dm, ckpt_path=best_path, verbose=False)
+
+
+def run_train(args: TrainArgs, callbacks: tuple[L.Callback, ...] = ()) -> dict:
+    """Train, evaluate, write the run folder; ``callbacks`` join the trainer's (``suan tune``'s pruning)."""
+    out, dm = start_run(args)
+    cfg = model_config(args, dm.fmap)
+    system = CTRSystem(build_model(cfg, dm.fmap), args.optim(), l2_weights(args, dm))
+    args.save(out / "train_config.yaml")
+    cfg.save(out / "model_config.json")
+    logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)
+    trainer, best, throughput = build_trainer(args, out, logger)
+    trainer.callbacks.extend(callbacks)
+    fit_and_evaluate(trainer, system, dm, best, args, out)
+    metrics = final_metrics(system, cfg, dm, throughput, trainer)
+    if trainer.is_global_zero:
+        finish_run(out, args, system.model, cfg, metrics, logger)
+    return metrics
+
+
+def final_metrics(system: L.LightningModule, cfg: ModelConfig, dm: ShardDataModule, throughput: ThroughputCallback,
+                   trainer: L.Trainer) -> dict:
+    params = count_params(system.model)
+    metrics = {k: float(v) for k, v in system.last_metrics.items()}
+    metrics.update({
+        "params_dense": params["dense"], "params_embedding": params["embedding"],
+        "flops_per_sample": measure_flops(system.model, dm.fmap, cfg.seq_len),
+        "train_samples": dm.stream("train").num_rows, "samples_per_second": throughput.samples_per_second,
+        "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+    })
+    return metrics
+
+
+def finish_run(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: dict, logger) -> None:
+    """:func:`write_outputs`, all or nothing: on any failure no ``metrics.json`` (the mark of a finished run)
+    is left, the MLflow run is marked FAILED and the error is re-raised."""
+    try:
+        write_outputs(out, args, model, cfg, metrics, logger)
+    except BaseException:
+        (out / "metrics.json").unlink(missing_ok=True)
+        try:
+            logger.experiment.set_terminated(logger.run_id, "FAILED")
+        except Exception:  # noqa: BLE001 - the store may be on the full disk too; the original error matters
+            logging.getLogger(__name__).warning("could not mark MLflow run %s FAILED", logger.run_id)
+        raise
+
+
+def write_outputs(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: dict, logger) -> None:
+    """The model folder (atomic), provenance, everything logged to MLflow, and ``metrics.json`` last."""
+    model_dir = save_model_dir(out / "model", model, cfg, args.data)
+    (out / "provenance.json").write_text(json.dumps(provenance(), indent=2) + "\n")
+    client, run_id = logger.experiment, logger.run_id
+    for key, value in {"git_sha": provenance()["git_sha"], "arch": cfg.arch, "grade": str(cfg.grade),
+                       "data_fraction": str(args.data_fraction), "seed": str(args.seed),
+                       "feature_map_hash": json.loads((model_dir / "feature_map.json").read_text())["hash"]}.items():
+        client.set_tag(run_id, key, value)
+    for key, value in metrics.items():
+        client.log_metric(run_id, f"final_{key}", float(value))
+    logger.log_hyperparams({**{f"train.{k}": v for k, v in args.to_dict().items()},
+                            **{f"model.{k}": v for k, v in cfg.to_dict().items()}})
+    client.log_artifacts(run_id, str(model_dir), "model")
+    for name in ("train_config.yaml", "provenance.json"):
+        client.log_artifact(run_id, str(out / name))
+    # last: a run folder with metrics.json is complete (finish_run removes it again if its upload fails)
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / "metrics.json")
+    client.log_artifact(run_id, str(out / "metrics.json"))

@@ -1,0 +1,169 @@
+"""Fit a sweep: per-axis and joint power laws, plots, ``scaling_fit.json`` and a Markdown report.
+
+Seeds are averaged per (grade, fraction). Model-size axes (non-embedding parameters, FLOPs per
+sample) use the runs at the largest data fraction; the data axis uses the runs of the largest
+grade; the joint law uses every point. A fit that the points cannot identify (fewer than 4
+distinct values on an axis) is recorded as skipped with the reason, never forced. Where an axis
+stops improving (its best point is not its largest) the report says where the law bends and fits
+only the points up to it; an exponent stuck at the edge of its search range is flagged as "no power
+law identified" rather than reported as a finding.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from scaling.fit import compute_optimal, find_bend, fit_axis, fit_joint
+from scaling.plots import plot_axis_fit, plot_joint_contours, plot_sweep_grid
+from scaling.sweep import load_manifest
+
+AXES = {"params_dense": "non-embedding parameters", "flops_per_sample": "forward FLOPs per sample",
+        "train_samples": "training samples"}
+METRICS = {"logloss": "test_logloss", "auc": "test_auc"}
+
+
+def sweep_points(manifest: dict) -> list[dict]:
+    """Finished points averaged over seeds: grade, fraction, axes, metrics, seeds, wall seconds."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in manifest["points"].values():
+        if p.get("status") == "done":
+            groups.setdefault((p["grade"], p["fraction"]), []).append(p)
+    out = []
+    for (grade, fraction), runs in sorted(groups.items()):
+        m = [r["metrics"] for r in runs]
+        row = {"grade": grade, "fraction": fraction, "seeds": len(runs),
+               "wall_s": float(np.mean([r["wall_s"] for r in runs]))}
+        row.update({k: float(np.mean([x[k] for x in m])) for k in (*AXES, *METRICS.values())})
+        out.append(row)
+    return out
+
+
+def _axis_subset(points: list[dict], axis: str) -> list[dict]:
+    if axis == "train_samples":
+        top = max(p["grade"] for p in points)
+        return [p for p in points if p["grade"] == top]
+    top = max(p["fraction"] for p in points)
+    return [p for p in points if p["fraction"] == top]
+
+
+def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int = 200) -> dict:
+    """Fit every identifiable law of a sweep; writes ``scaling_fit.json``, ``plots/`` and ``report.md``."""
+    sweep = Path(sweep)
+    out = Path(out) if out else sweep
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    points = sweep_points(load_manifest(sweep))
+    result: dict = {"points": points, "per_axis": {}, "joint": {}, "compute_optimal": {}}
+    for metric, key in METRICS.items():
+        if points:
+            plot_sweep_grid(points, metric, out / "plots" / f"sweep_{metric}.png")
+        for axis, label in AXES.items():
+            sub = _axis_subset(points, axis)
+            name = f"{metric}_vs_{axis}"
+            x, y = np.array([p[axis] for p in sub]), np.array([p[key] for p in sub])
+            # past its best point the axis no longer follows a law: fit up to the bend and say where it is
+            bend = find_bend(x, y, metric=metric)
+            keep = x <= bend["best_x"] if bend else np.ones(len(x), dtype=bool)
+            try:
+                # fit_axis refuses fewer than 4 distinct x: 3 points would be interpolated, not fitted
+                fit = fit_axis(x[keep], y[keep], metric=metric, axis=axis, n_bootstrap=n_bootstrap)
+            except ValueError as exc:
+                result["per_axis"][name] = {"skipped": f"{exc} (have {len(set(x[keep].tolist()))} values of "
+                                                       f"{axis}{' up to the bend' if bend else ''})", "bend": bend}
+                continue
+            result["per_axis"][name] = {**fit.to_dict(), "bend": bend}
+            plot_axis_fit(fit, x, y, out / "plots" / f"{name}.png", color_by=[p["fraction"] for p in sub],
+                          x_label=label, title=f"{metric} vs {label}")
+        _joint(points, metric, key, out, n_bootstrap, result)
+    (out / "scaling_fit.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "report.md").write_text(render_report(result) + "\n")
+    return result
+
+
+def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: int, result: dict) -> None:
+    n = np.array([p["params_dense"] for p in points])
+    d = np.array([p["train_samples"] for p in points])
+    y = np.array([p[key] for p in points])
+    try:
+        fit = fit_joint(n, d, y, metric=metric, axes=("params_dense", "train_samples"), n_bootstrap=n_bootstrap)
+    except ValueError as exc:
+        result["joint"][metric] = {"skipped": f"{exc} (have {len(set(n.tolist()))} model sizes, "
+                                              f"{len(set(d.tolist()))} data sizes)"}
+        return
+    result["joint"][metric] = fit.to_dict()
+    plot_joint_contours(fit, n, d, y, out / "plots" / f"joint_{metric}.png", n_label=AXES["params_dense"],
+                        d_label=AXES["train_samples"], title=f"iso-{metric} contours of the joint fit")
+    if fit.at_bound:  # an allocation from an exponent the data did not identify would be made up
+        result["compute_optimal"][metric] = {"skipped": f"{', '.join(fit.at_bound)} not identified"}
+        return
+    budgets = [float(np.median(n * d)) * 6 * s for s in (1.0, 10.0, 100.0)]
+    result["compute_optimal"][metric] = [compute_optimal(fit, c).to_dict() for c in budgets]
+
+
+def render_report(result: dict) -> str:
+    """Markdown: points table, fitted laws with CIs, R², extrapolation errors, embedded plots."""
+    lines = ["# Scaling-law report", "", "## Sweep points (seed means)", "",
+             "| grade | fraction | seeds | dense params | FLOPs/sample | train samples | test logloss | test AUC | wall s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in result["points"]:
+        lines.append(f"| {p['grade']} | {p['fraction']:g} | {p['seeds']} | {p['params_dense']:,.0f} | "
+                     f"{p['flops_per_sample']:,.0f} | {p['train_samples']:,.0f} | {p['test_logloss']:.4f} | "
+                     f"{p['test_auc']:.4f} | {p['wall_s']:.0f} |")
+    lines += ["", *(f"![measured {m}](plots/sweep_{m}.png)" for m in METRICS)]
+    for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
+        lines += ["", f"## {section}", ""]
+        for name, fit in fits.items():
+            bend = fit.get("bend")
+            if bend:
+                after = ", ".join(f"{x:,.4g}: {y:.4f}" for x, y in bend["after"])
+                lines.append(f"- **{name}**: the law bends — best {bend['best']:.4f} at {bend['best_x']:,.4g}, "
+                             f"worse beyond it ({after}); fitted only up to the bend")
+            if "skipped" in fit:
+                lines.append(f"- **{name}**: skipped — {fit['skipped']}")
+                continue
+            lines.append(f"- **{name}**: `{fit['form']}`; R² = {fit['r2']:.3f}")
+            if fit.get("at_bound"):
+                lines.append(f"  - **no power law identified**: {', '.join(fit['at_bound'])} at the edge of the "
+                             "exponent search, or its bootstrap interval spans > 2 orders of magnitude")
+            if fit.get("floor_at_zero"):
+                lines.append("  - floor not identified (→ 0): no saturation in these points; the law describes the "
+                             "observed range only")
+            for coef, value in fit["coefficients"].items():
+                lo, hi = fit["ci"].get(coef, (None, None))
+                ci = f"95% CI {lo:.4g} … {hi:.4g}" if lo is not None and hi is not None else "no bootstrap"
+                lines.append(f"  - {coef} = {value:.4g} ({ci})")
+            for check in fit.get("extrapolation", []):
+                lines.append(f"  - extrapolation without the largest {check['axis']}: relative error "
+                             f"{', '.join(f'{e:.2%}' for e in check['rel_error'])}")
+            prefix = "joint_" if section == "Joint fits" else ""
+            lines.append(f"\n  ![{name}](plots/{prefix}{name}.png)\n")
+    return "\n".join(lines + _compute_optimal_lines(result.get("compute_optimal", {})))
+
+
+def _compute_optimal_lines(allocations: dict) -> list[str]:
+    """Markdown for the joint law's compute-optimal (N, D) at three FLOP budgets, or why there is none."""
+    lines = ["", "## Compute-optimal allocation (joint law, C = 6 N D)", ""]
+    for metric, rows in allocations.items():
+        if isinstance(rows, dict):
+            lines.append(f"- **{metric}**: skipped — {rows['skipped']}")
+            continue
+        lines += [f"**{metric}**", "", "| FLOP budget | N (params) | D (samples) | predicted |", "|---:|---:|---:|---:|"]
+        lines += [f"| {r['flops']:.3g} | {r['n_opt']:,.0f} | {r['d_opt']:,.0f} | {r['metric_opt']:.4f} |" for r in rows]
+        lines.append("")
+    return lines
+
+
+def run_scale_fit(args) -> dict:
+    result = fit_sweep(args.sweep, args.out or None, args.bootstrap)
+    print(render_report(result))
+    return result
+
+
+def run_scale_report(args) -> str:
+    result = json.loads((Path(args.sweep) / "scaling_fit.json").read_text())
+    text = render_report(result)
+    (Path(args.sweep) / "report.md").write_text(text + "\n")
+    print(text)
+    return text

@@ -1,0 +1,1 @@
+"""suan package."""

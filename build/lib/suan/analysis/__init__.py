@@ -1,0 +1,1 @@
+"""Attention analysis: recording probabilities, sink and position-bias diagnostics, plots and report."""

@@ -1,0 +1,218 @@
+"""Model configs and the one named grade table that sizes every model.
+
+A grade scales layers, width, heads and sequence length together; ``ModelConfig.from_grade`` is
+the only place grades turn into numbers, and the resolved numbers are what gets saved.
+
+A grade's width is per feature field (``embed_dim``), as in the authors' code: a behaviour token
+concatenates one ``embed_dim`` embedding per behaviour field, so D = embed_dim × fields (MovieLens:
+item, genre, rating → 3 × embed_dim; Amazon: item → embed_dim). Grades 1–2 give every field the 32
+dimensions and read the 50 behaviours the peer baselines use; the largest read 1,000 (the paper's
+longest), where the data has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from suan.ops.common.backend import BACKENDS
+from suan.utils.config import Config, require
+
+ARCHS = ("suan", "lightsuan", "dnn", "din", "bst", "hstu")
+DEFAULT_MIXER = {"suan": "softmax_rel", "lightsuan": "sparse", "bst": "softmax", "hstu": "hstu", "dnn": "", "din": ""}
+# mixers that honour position, ablate and sink calibration (softmax over explicit or SDPA scores)
+SOFTMAX_MIXERS = ("softmax_rel", "softmax", "softmax_rope", "sparse")
+POSITIONS = ("relative", "rope", "none")
+HEADS = ("last", "histograph")
+ABLATIONS = ("fixed", "seqfree", "stale_qk")
+WIRINGS = ("branches", "authors")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Grade:
+    """One row of the grade table: embed_dim is the width of each field's embedding."""
+
+    num_layers: int
+    embed_dim: int
+    num_heads: int
+    seq_len: int
+    head_widths: tuple[int, ...]
+
+
+GRADES: dict[int, Grade] = {
+    0: Grade(num_layers=1, embed_dim=16, num_heads=1, seq_len=20, head_widths=(64, 32)),
+    1: Grade(num_layers=1, embed_dim=32, num_heads=2, seq_len=50, head_widths=(128, 64)),
+    2: Grade(num_layers=2, embed_dim=32, num_heads=2, seq_len=50, head_widths=(256, 128)),
+    3: Grade(num_layers=2, embed_dim=48, num_heads=4, seq_len=100, head_widths=(256, 128)),
+    4: Grade(num_layers=3, embed_dim=64, num_heads=4, seq_len=100, head_widths=(512, 256)),
+    5: Grade(num_layers=4, embed_dim=96, num_heads=4, seq_len=200, head_widths=(512, 256)),
+    6: Grade(num_layers=6, embed_dim=128, num_heads=8, seq_len=500, head_widths=(1024, 512)),
+    7: Grade(num_layers=8, embed_dim=192, num_heads=8, seq_len=1000, head_widths=(1024, 512)),
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelConfig(Config):
+    """A CTR model, fully resolved.
+
+    Args:
+        arch: ``suan`` | ``lightsuan`` | ``dnn`` | ``din`` | ``bst`` | ``hstu``.
+        grade: the grade the sizes came from (-1 = custom).
+        num_layers: stacked blocks.
+        d_model: D, the behaviour-token width.
+        num_heads: H.
+        seq_len: behaviours kept (most recent); the candidate is one more token.
+        head_widths: hidden widths of the MLP head.
+        mixer: registry name of the self-attention mixer. Default: the arch's own.
+        ffn_mult: SwiGLU / FFN width multiplier. Default: 3.
+        context_dim: embedding width of context fields (the grade's embed_dim). Default: 16.
+        max_attn_len: local attention window, 0 = unlimited. Default: 0.
+        local_window: k, recent positions LightSUAN's sparse attention sees. Default: 8.
+        dilation: r, LightSUAN also sees every r-th earlier position. Default: 4.
+        backend: attention backend. Default: ``auto``.
+        dropout: dropout on block outputs. Default: 0.0.
+        negative_sampling_rate: share of true negatives kept when the data was made by sampling
+            negatives; scores are calibrated for it (1.0 = no sampling). Default: 1.0.
+        position: ``relative`` (learned Toeplitz bias) | ``rope`` (rotary q/k) | ``none``. Default: relative.
+        head: ``last`` (the last layer's candidate output) | ``histograph`` (attention over the candidate's
+            outputs of every layer, then over the tokens). Default: last.
+        layer_router: per layer, a router picks full softmax or LightSUAN sparse attention per sample
+            (suan/lightsuan only). Default: False.
+        ablate: deconstruction ablations, ``kind:i,j[;kind:k]`` with kind ``fixed`` | ``seqfree`` |
+            ``stale_qk`` applied to the listed layers ("" = none). Default: "".
+        sink_beta: inference-time sink calibration: attention to sink keys is scaled by beta and the
+            removed mass moved to the other keys (1.0 = off). Default: 1.0.
+        sink_tau: a history key is a sink when its mean attention from history queries is >= tau / n.
+            Default: 5.0.
+        incremental: history tokens that do not depend on the request, so a per-user state can be built one
+            behaviour at a time (``suan.models.incremental``): positions count from the first behaviour
+            (capped at seq_len), the time feature is the log gap to the previous behaviour (a candidate's:
+            to the last behaviour), the whole history is read (no cut to seq_len) and SUAN's dual gate pools
+            the history causally. Needs a sequence arch, a recurrent mixer and head ``last``, no layer
+            router. Default: False.
+        wiring: the unified block's wiring (suan, lightsuan): ``branches`` (pre-norm; the dual gate mixes the
+            self- and cross-attention outputs) or ``authors`` (the authors' post-norm block: the gate mixes the
+            residual stream with the cross output and the stream is added back). Default: branches.
+        candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
+            output, as the authors' head does (sequence archs). Default: False.
+        embedding_init_std: every embedding table (features, positions, time buckets) starts N(0, std²),
+            padding rows zero; dense layers keep PyTorch's default (Kaiming-uniform, weights and biases in
+            ±1/√fan_in). Default: 1e-4.
+        chunk_by_length: in training, encode a batch's rows in chunks of similar history length, each
+            at its own width (``suan.models.sequence.length_chunks``): the same outputs and gradients as
+            one padded pass, fewer tokens when lengths differ (sequence archs). Default: True.
+    """
+
+    arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
+    grade: int
+    num_layers: int
+    d_model: int
+    num_heads: int
+    seq_len: int
+    head_widths: tuple[int, ...]
+    mixer: str = ""
+    ffn_mult: int = 3
+    context_dim: int = 16
+    max_attn_len: int = 0
+    local_window: int = 8
+    dilation: int = 4
+    backend: str = "auto"
+    dropout: float = 0.0
+    negative_sampling_rate: float = 1.0
+    position: Literal["relative", "rope", "none"] = "relative"
+    head: Literal["last", "histograph"] = "last"
+    layer_router: bool = False
+    ablate: str = ""
+    sink_beta: float = 1.0
+    sink_tau: float = 5.0
+    incremental: bool = False
+    chunk_by_length: bool = True
+    embedding_init_std: float = 1e-4
+    wiring: Literal["branches", "authors"] = "branches"
+    candidate_in_head: bool = False
+
+    def validate(self) -> None:
+        require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
+        require(self.num_layers >= 1 and self.seq_len >= 1, "num_layers and seq_len must be >= 1")
+        require(self.d_model % self.num_heads == 0, "d_model must divide by num_heads")
+        require(self.d_model >= 8, "d_model must be >= 8")
+        require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
+        require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")
+        require(self.embedding_init_std > 0, "embedding_init_std must be > 0")
+        require(self.wiring in WIRINGS, f"wiring must be one of {WIRINGS}")
+        self._validate_options()
+
+    def _validate_options(self) -> None:
+        require(self.position in POSITIONS, f"position must be one of {POSITIONS}")
+        require(self.head in HEADS, f"head must be one of {HEADS}")
+        require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
+        ablations = parse_ablate(self.ablate, self.num_layers)
+        sequence = self.arch not in ("dnn", "din")
+        require(sequence or (self.head == "last" and not self.layer_router and not ablations
+                             and not self.candidate_in_head),
+                "head, layer_router, ablate and candidate_in_head need a sequence arch (suan, lightsuan, bst, hstu)")
+        require(self.wiring == "branches" or self.arch in ("suan", "lightsuan"), "wiring needs suan or lightsuan")
+        softmax = self.mixer_name in SOFTMAX_MIXERS
+        require(softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
+                f"position, ablate and sink_beta need a softmax mixer {SOFTMAX_MIXERS}")
+        require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
+        require(not (self.layer_router and ablations), "layer_router and ablate do not combine")
+        require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
+        if self.incremental:
+            self._validate_incremental(sequence)
+
+    def _validate_incremental(self, sequence: bool) -> None:
+        # imported here: the registry imports every mixer (torch), the config stays cheap to import
+        from suan.mixers.registry import MIXERS
+
+        spec = MIXERS.get(self.mixer_name)
+        recurrent = sorted(name for name, s in MIXERS.items() if s.recurrent)
+        require(sequence and spec is not None and spec.recurrent,
+                f"incremental needs a sequence arch and a recurrent mixer {recurrent}, got {self.mixer_name!r}")
+        require(self.head == "last" and not self.layer_router, "incremental needs head 'last' and no layer_router")
+
+    @classmethod
+    def from_grade(cls, arch: str, grade: int, seq_fields: int = 1, **overrides) -> ModelConfig:
+        """The config of ``arch`` at ``grade`` (overrides applied after the table).
+
+        Args:
+            arch: architecture.
+            grade: row of :data:`GRADES`.
+            seq_fields: behaviour fields of the data (``FeatureMap.by_role(Role.SEQ)``): D = embed_dim × this.
+            overrides: fields set after the table.
+        """
+        require(grade in GRADES, f"grade must be one of {sorted(GRADES)}")
+        require(seq_fields >= 1, "seq_fields must be >= 1")
+        g = GRADES[grade]
+        values = dict(arch=arch, grade=grade, num_layers=g.num_layers, d_model=g.embed_dim * seq_fields,
+                      num_heads=g.num_heads, seq_len=g.seq_len, head_widths=g.head_widths, context_dim=g.embed_dim,
+                      mixer=DEFAULT_MIXER.get(arch, ""))
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def mixer_name(self) -> str:
+        return self.mixer or DEFAULT_MIXER[self.arch]
+
+
+def parse_ablate(text: str, num_layers: int) -> dict[int, str]:
+    """``"fixed:0,1;stale_qk:2"`` → ``{0: "fixed", 1: "fixed", 2: "stale_qk"}`` (validated).
+
+    Args:
+        text: ``kind:i,j`` groups joined by ``;``; "" = no ablation.
+        num_layers: the model's layers (indices must be below it).
+
+    Returns:
+        layer index → ablation kind.
+    """
+    out: dict[int, str] = {}
+    for group in filter(None, (g.strip() for g in text.split(";"))):
+        kind, _, layers = group.partition(":")
+        require(kind.strip() in ABLATIONS, f"ablate kind {kind.strip()!r} must be one of {ABLATIONS}")
+        for item in layers.split(","):
+            require(item.strip().isdigit(), f"ablate {group!r}: layer indices must be integers")
+            i = int(item)
+            require(i < num_layers and i not in out, f"ablate {group!r}: layer {i} is out of range or repeated")
+            out[i] = kind.strip()
+    return out

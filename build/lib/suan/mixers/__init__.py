@@ -1,0 +1,1 @@
+"""Token mixers: one file per mixer, all registered by name in ``registry.py``."""

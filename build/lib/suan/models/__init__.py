@@ -1,0 +1,1 @@
+"""CTR models (plain nn.Modules) and the builder that sizes them from the grade table."""

@@ -1,0 +1,1 @@
+"""Reusable layers: norms, feed-forward, Dice, embeddings."""

@@ -1,0 +1,1 @@
+"""Functional, stateless ops: one folder per op, ``naive.py`` reference first, one dispatch point."""

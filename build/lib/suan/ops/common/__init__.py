@@ -1,0 +1,1 @@
+"""Helpers shared by the attention ops: masks, positions, time buckets, backend choice."""

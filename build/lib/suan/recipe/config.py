@@ -1,0 +1,54 @@
+"""Optimiser, schedule and regularisation settings of one training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from suan.utils.config import Config, require
+
+SCHEDULES = ("plateau", "cosine", "constant")
+L2_SCOPES = ("table", "batch")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OptimConfig(Config):
+    """Optimiser settings (AdamW; embeddings get an explicit L2 term instead of decay).
+
+    Args:
+        lr: learning rate of dense parameters. Default: 1e-3.
+        embedding_lr: learning rate of embedding tables (0 = same as lr). Default: 0.
+        weight_decay: decoupled AdamW decay of dense matrices (not of embeddings, norms, biases). Default: 1e-5.
+        schedule: ``plateau`` (lr × ``plateau_factor`` after an epoch without a better valid AUC),
+            ``cosine`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at the last step of the
+            epoch budget) or ``constant`` (linear warm-up, then flat). Default: plateau.
+        warmup_steps: linear warm-up steps (cosine, constant). Default: 0.
+        plateau_factor: lr multiplier on a valid-AUC plateau. Default: 0.1.
+        min_lr_ratio: the cosine schedule's final lr as a share of lr. Default: 0.0.
+        embedding_l2: λ of ``λ/2 · Σ‖w‖²`` over the feature embedding tables, added to the mean batch
+            loss (0 = off). Default: 0.005.
+        embedding_l2_scope: ``table`` (every row of every table, every step) or ``batch`` (only the rows
+            the batch looks up, each weighted by 1 / its chance of being in a batch, so the expected
+            penalty per step equals ``table``'s at any batch size). Default: table.
+    """
+
+    lr: float = 1e-3
+    embedding_lr: float = 0.0
+    weight_decay: float = 1e-5
+    schedule: Literal["plateau", "cosine", "constant"] = "plateau"
+    warmup_steps: int = 0
+    plateau_factor: float = 0.1
+    min_lr_ratio: float = 0.0
+    embedding_l2: float = 0.005
+    embedding_l2_scope: Literal["table", "batch"] = "table"
+
+    def validate(self) -> None:
+        require(self.lr > 0 and self.embedding_lr >= 0 and self.weight_decay >= 0, "bad optimiser values")
+        require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        require(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}")
+        require(self.schedule != "plateau" or self.warmup_steps == 0,
+                "warmup_steps needs schedule cosine or constant (plateau changes lr by epoch)")
+        require(0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)")
+        require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
+        require(self.embedding_l2 >= 0, "embedding_l2 must be >= 0")
+        require(self.embedding_l2_scope in L2_SCOPES, f"embedding_l2_scope must be one of {L2_SCOPES}")

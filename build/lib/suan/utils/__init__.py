@@ -1,0 +1,1 @@
+"""Small torch-free helpers shared by every package."""
