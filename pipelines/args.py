@@ -34,27 +34,28 @@ class DemoArgs(Config):
         out: working folder. Default: runs/demo.
         users: synthetic users. Default: 2000.
         events_per_user: mean events per user. Default: 40.
-        max_seq_len: L. Default: 50.
+        max_seq_len: L. Default: 30.
         seed: Default: 0.
         models: architectures trained and compared. Default: suan,dnn,din,bst.
-        grade: grade of every model. Default: 1.
-        epochs: epoch budget of every training run (suan train's recipe otherwise; early stopping may end a run
-            sooner). Default: 2.
-        sweep_grades: grades of the mini scaling sweep (empty = skip it). Default: 0,1,2,3.
-        sweep_fractions: data fractions of the mini sweep (small, to keep the demo short). Default: 0.1,0.3.
+        grade: grade of every model (the distillation teacher is one grade up). Default: 0.
+        epochs: epoch budget of every training run (suan train's recipe otherwise; early stopping ends most
+            runs sooner). Default: 6.
+        sweep_grades: grades of the mini scaling sweep (empty = skip it). Default: 0.
+        sweep_fractions: data fractions of the mini sweep (four or more fit a data-size law). Default:
+            0.125,0.25,0.5,1.0.
         distill: run the distillation stage. Default: True.
     """
 
     out: str = "runs/demo"
     users: int = 2000
     events_per_user: int = 40
-    max_seq_len: int = 50
+    max_seq_len: int = 30
     seed: int = 0
     models: tuple[str, ...] = ("suan", "dnn", "din", "bst")
-    grade: int = 1
-    epochs: int = 2
-    sweep_grades: tuple[int, ...] = (0, 1, 2, 3)
-    sweep_fractions: tuple[float, ...] = (0.1, 0.3)
+    grade: int = 0
+    epochs: int = 6
+    sweep_grades: tuple[int, ...] = (0,)
+    sweep_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     distill: bool = True
 
     def validate(self) -> None:

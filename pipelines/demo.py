@@ -91,19 +91,22 @@ def _mini_sweep(args: DemoArgs, out: Path) -> dict:
     run_sweep(SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades,
                         data_fractions=args.sweep_fractions, max_epochs=args.epochs, mlflow_uri=_mlflow_uri(out)))
     result = fit_sweep(sweep, n_bootstrap=100)
-    fit = result["per_axis"].get("logloss_vs_params_dense", {})
-    if fit.get("bend"):  # larger grades got worse: say so instead of forcing a law through them
-        bend = fit["bend"]
-        print(f"      test logloss vs non-embedding params bends: best {bend['best']:.4f} at {bend['best_x']:,.0f} "
-              f"params, larger grades worse (data-limited at this size)")
-    if "coefficients" in fit:
-        lo, hi = fit["ci"]["alpha"]
-        print(f"      test logloss vs non-embedding params: alpha = {fit['coefficients']['alpha']:.3f} "
-              f"(95% CI {lo:.3f} … {hi:.3f}), R² = {fit['r2']:.3f}")
-    else:
-        print(f"      fit skipped: {fit.get('skipped')}")
+    for name, fit in result["per_axis"].items():
+        print(f"      {_fit_line(name, fit)}")
     print(f"      plots: {sweep / 'plots'} (sweep_logloss.png shows every point); report: {sweep / 'report.md'}")
     return result
+
+
+def _fit_line(name: str, fit: dict) -> str:
+    """One line per law: its exponent with the bootstrap interval, where the axis bends, or why it was not fitted."""
+    metric, _, axis = name.partition("_vs_")
+    label = f"test {metric} vs {axis.replace('_', ' ')}"
+    if "coefficients" in fit:
+        lo, hi = fit["ci"]["alpha"]
+        return f"{label}: alpha = {fit['coefficients']['alpha']:.3f} (95% CI {lo:.3f} … {hi:.3f}), R² = {fit['r2']:.3f}"
+    if fit.get("bend"):
+        return f"{label}: bends at {fit['bend']['best_x']:,.0f} (best {fit['bend']['best']:.4f}); not fitted past it"
+    return f"{label}: not fitted ({fit.get('skipped')})"
 
 
 def _distill(args: DemoArgs, out: Path) -> dict:
