@@ -44,6 +44,8 @@ class DemoArgs(Config):
         sweep_fractions: data fractions of the mini sweep (four or more fit a data-size law). Default:
             0.125,0.25,0.5,1.0.
         distill: run the distillation stage. Default: True.
+        distill_epochs: epoch budget of the distillation (its SUAN teacher is one grade up, the demo's costliest
+            model). Default: 3.
     """
 
     out: str = "runs/demo"
@@ -57,9 +59,11 @@ class DemoArgs(Config):
     sweep_grades: tuple[int, ...] = (0,)
     sweep_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
     distill: bool = True
+    distill_epochs: int = 3
 
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
+        require(self.distill_epochs >= 1, "distill_epochs must be >= 1")
         require(all(g in GRADES for g in self.sweep_grades), "sweep grades must be in the grade table")
         require(self.grade + 1 in GRADES or not self.distill, "distillation needs a teacher one grade higher")
         require(all(m in ARCHS for m in self.models), f"models must be among {ARCHS}")

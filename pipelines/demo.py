@@ -92,7 +92,8 @@ def _mini_sweep(args: DemoArgs, out: Path) -> dict:
                         data_fractions=args.sweep_fractions, max_epochs=args.epochs, mlflow_uri=_mlflow_uri(out)))
     result = fit_sweep(sweep, n_bootstrap=100)
     for name, fit in result["per_axis"].items():
-        print(f"      {_fit_line(name, fit)}")
+        if "coefficients" in fit or "have 1 values" not in fit.get("skipped", ""):  # axes the sweep varied
+            print(f"      {_fit_line(name, fit)}")
     print(f"      plots: {sweep / 'plots'} (sweep_logloss.png shows every point); report: {sweep / 'report.md'}")
     return result
 
@@ -103,7 +104,8 @@ def _fit_line(name: str, fit: dict) -> str:
     label = f"test {metric} vs {axis.replace('_', ' ')}"
     if "coefficients" in fit:
         lo, hi = fit["ci"]["alpha"]
-        return f"{label}: alpha = {fit['coefficients']['alpha']:.3f} (95% CI {lo:.3f} … {hi:.3f}), R² = {fit['r2']:.3f}"
+        law = f"alpha = {fit['coefficients']['alpha']:.3f} (95% CI {lo:.3f} … {hi:.3f}), R² = {fit['r2']:.3f}"
+        return f"{label}: {law}" + ("" if fit["r2"] >= 0.8 else "  (a poor fit: not a law at these points)")
     if fit.get("bend"):
         return f"{label}: bends at {fit['bend']['best_x']:,.0f} (best {fit['bend']['best']:.4f}); not fitted past it"
     return f"{label}: not fitted ({fit.get('skipped')})"
@@ -118,7 +120,7 @@ def _distill(args: DemoArgs, out: Path) -> dict:
     run = out / "distill"
     shutil.rmtree(run, ignore_errors=True)
     metrics = run_distill(DistillArgs(data=str(out / "data"), out=str(run), teacher_grade=args.grade + 1,
-                                      student_grade=args.grade, max_epochs=args.epochs, seed=args.seed,
+                                      student_grade=args.grade, max_epochs=args.distill_epochs, seed=args.seed,
                                       progress=False, mlflow_uri=_mlflow_uri(out), experiment="demo"))
     print(f"      student LightSUAN g{args.grade}: test AUC {metrics['test_auc']:.4f}   "
           f"teacher SUAN g{args.grade + 1}: test AUC {metrics['test_teacher_auc']:.4f}   student model: {run / 'model'}")
