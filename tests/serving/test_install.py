@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_the_serving_install_pulls_no_training_stack_and_scores(serving_models, make_request, tmp_path,
                                                                  start_server):
+    # a copy of the sources: building writes build/ and *.egg-info beside them, never into the checkout
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info",
+                                                               "__pycache__", ".pytest_cache", ".ruff_cache"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"{REPO}[serve]"],
+    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"{src}[serve]"],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     probe = "import importlib.util as u; print(*[m for m in ('torch', 'lightning', 'scipy') if u.find_spec(m)])"

@@ -1,1 +1,0 @@
-"""distill package."""

@@ -1,1 +1,0 @@
-"""Event-log sources: each returns a validated :class:`features.rawlog.RawLog`."""

@@ -1,1 +1,0 @@
-"""suan package."""

@@ -1,1 +1,0 @@
-"""Attention analysis: recording probabilities, sink and position-bias diagnostics, plots and report."""

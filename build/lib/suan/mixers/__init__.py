@@ -1,1 +1,0 @@
-"""Token mixers: one file per mixer, all registered by name in ``registry.py``."""

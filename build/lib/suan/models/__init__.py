@@ -1,1 +1,0 @@
-"""CTR models (plain nn.Modules) and the builder that sizes them from the grade table."""

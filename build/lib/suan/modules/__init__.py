@@ -1,1 +1,0 @@
-"""Reusable layers: norms, feed-forward, Dice, embeddings."""

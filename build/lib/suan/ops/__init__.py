@@ -1,1 +1,0 @@
-"""Functional, stateless ops: one folder per op, ``naive.py`` reference first, one dispatch point."""

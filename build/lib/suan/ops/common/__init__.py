@@ -1,1 +1,0 @@
-"""Helpers shared by the attention ops: masks, positions, time buckets, backend choice."""

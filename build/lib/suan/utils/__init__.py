@@ -1,1 +1,0 @@
-"""Small torch-free helpers shared by every package."""
