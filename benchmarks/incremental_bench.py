@@ -78,8 +78,9 @@ def bench_mixer(mixer: str, args) -> list[dict]:
 
 def _export_all(model, fmap, folder: Path) -> dict:
     """The full scoring graph and the two incremental graphs of ``model`` as onnxruntime sessions."""
-    from serving.export import export_onnx, session
-    from serving.export_incremental import export_incremental
+    from pipelines.onnx_export import export_onnx
+    from pipelines.onnx_export_incremental import export_incremental
+    from pipelines.onnx_session import session
 
     export_onnx(model, fmap, folder / "model.onnx")
     export_incremental(model, fmap, folder)

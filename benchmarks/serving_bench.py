@@ -47,7 +47,7 @@ def build_serving_folder(work: Path, arch: str, grade: int, seq_len: int) -> tup
     from features.schema import FeatureMap
     from features.sources.synthetic import SynthConfig, generate, load_synthetic
     from pipelines.artifacts import save_model_dir
-    from serving.export import export_model_dir
+    from pipelines.onnx_export import export_model_dir
     from suan.config import ModelConfig
     from suan.mixers.registry import MIXERS
     from suan.models.ctr import build_model

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from distill.losses import online_distillation_loss
-from pipelines.systems import EvalBuffer, run_steps
 from suan.recipe.config import OptimConfig
-from suan.recipe.optim import build_optimizer, param_groups
+from suan.recipe.evaluation import EvalBuffer
+from suan.recipe.optim import build_optimizer, param_groups, run_steps
 from suan.recipe.regularization import embedding_penalty
 from suan.utils.config import Config, require
 

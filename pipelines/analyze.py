@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 import yaml
 
+from pipelines.analysis_report import markdown, write_plots
 from pipelines.args import AnalyzeArgs
 from pipelines.artifacts import load_model_dir
 from pipelines.datamodule import ShardDataModule
 from pipelines.evaluate import evaluate
 from suan.analysis.diagnostics import router_summary
 from suan.analysis.record import record_attention, without_relative_bias
-from suan.analysis.report import markdown, write_plots
 from suan.analysis.stats import AttentionStats
 from suan.config import SOFTMAX_MIXERS, ModelConfig
 from suan.models.ctr import build_model

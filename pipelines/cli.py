@@ -40,7 +40,7 @@ COMMANDS = {
     "compare": Command(CompareArgs, "pipelines.compare:run_compare", "train several models x seeds, tabulate mean ± sd"),
     "scale": {
         "__help__": "scaling-law tooling: graded sweeps, power-law fits, reports",
-        "sweep": Command(SweepArgs, "scaling.sweep:run_sweep", "train grades x data fractions x seeds (resumable)"),
+        "sweep": Command(SweepArgs, "pipelines.sweep:run_sweep", "train grades x data fractions x seeds (resumable)"),
         "fit": Command(ScaleFitArgs, "scaling.report:run_scale_fit", "fit power laws, write scaling_fit.json + plots"),
         "report": Command(ScaleReportArgs, "scaling.report:run_scale_report", "print the Markdown report of a fit"),
     },

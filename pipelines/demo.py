@@ -83,8 +83,8 @@ def _mini_sweep(args: DemoArgs, out: Path) -> dict:
     import shutil
 
     from pipelines.args import SweepArgs
+    from pipelines.sweep import run_sweep
     from scaling.report import fit_sweep
-    from scaling.sweep import run_sweep
 
     sweep = out / "sweep"
     shutil.rmtree(sweep, ignore_errors=True)

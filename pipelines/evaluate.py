@@ -11,7 +11,7 @@ import yaml
 from pipelines.args import EvalArgs
 from pipelines.artifacts import load_model_dir
 from pipelines.datamodule import ShardDataModule
-from pipelines.systems import EvalBuffer
+from suan.recipe.evaluation import EvalBuffer
 
 
 def evaluate(model, data_dir: str | Path, split: str, batch_size: int, eval_fraction: float = 1.0) -> dict[str, float]:

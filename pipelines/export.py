@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from pipelines.args import ExportArgs
+from pipelines.onnx_export import export_model_dir
 from pipelines.tracking import tracking_uri
-from serving.export import export_model_dir
 
 
 def run_export(args: ExportArgs) -> dict:

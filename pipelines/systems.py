@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from suan.recipe.config import OptimConfig
-from suan.recipe.optim import build_optimizer, param_groups, step_budget
+from suan.recipe.evaluation import EvalBuffer
+from suan.recipe.optim import build_optimizer, param_groups, run_steps
 from suan.recipe.regularization import embedding_penalty
-from suan.utils.metrics import auc, gauc, logloss
-
-
-class EvalBuffer:
-    """Collects (user, label, score) of one evaluation pass and computes exact metrics."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def add(self, users: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor) -> None:
-        self.parts.append((users.cpu().numpy(), labels.cpu().numpy(), probs.detach().float().cpu().numpy()))
-
-    def compute(self) -> dict[str, float]:
-        if not self.parts:
-            return {}
-        u, y, p = (np.concatenate(x) for x in zip(*self.parts, strict=True))
-        self.parts = []
-        return {"auc": auc(y, p), "gauc": gauc(u, y, p), "logloss": logloss(y, p), "samples": float(len(y))}
 
 
 class CTRSystem(L.LightningModule):
@@ -82,10 +64,3 @@ class CTRSystem(L.LightningModule):
 
     def configure_optimizers(self):
         return build_optimizer(param_groups(self.model, self.optim), self.optim, run_steps(self.trainer))
-
-
-def run_steps(trainer: L.Trainer) -> int:
-    """The run's optimiser-step budget (the cosine horizon), from the trainer and its ``ShardDataModule``."""
-    dm = getattr(trainer, "datamodule", None)
-    per_epoch = dm.steps_per_epoch(trainer.world_size) if dm is not None and hasattr(dm, "steps_per_epoch") else 1
-    return step_budget(trainer.max_steps, trainer.max_epochs or 1, per_epoch)

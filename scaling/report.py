@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from scaling.fit import compute_optimal, find_bend, fit_axis, fit_joint
+from scaling.manifest import load_manifest
 from scaling.plots import plot_axis_fit, plot_joint_contours, plot_sweep_grid
-from scaling.sweep import load_manifest
 
 AXES = {"params_dense": "non-embedding parameters", "flops_per_sample": "forward FLOPs per sample",
         "train_samples": "training samples"}

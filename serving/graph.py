@@ -40,7 +40,7 @@ def graph_inputs(fmap: FeatureMap) -> list[GraphInput]:
     return out
 
 
-# the incremental form (``serving.export_incremental``): an append-step graph and a score-from-state graph
+# the incremental form (``pipelines.onnx_export_incremental``): an append-step graph and a score-from-state graph
 APPEND_GRAPH, STATE_SCORE_GRAPH, STATE_INIT = "append.onnx", "score_state.onnx", "state_init.npz"
 STATE_IN, STATE_OUT = "state.", "next."  # graph-name prefixes of a state entry, in and out
 

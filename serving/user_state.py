@@ -1,6 +1,6 @@
 """The stateful scoring path: per-user incremental states in a bounded LRU, run by onnxruntime only.
 
-A serving folder exported from an incremental model (``serving.export_incremental``) carries an
+A serving folder exported from an incremental model (``pipelines.onnx_export_incremental``) carries an
 append-step graph, a score-from-state graph and the empty state. ``POST /v1/users/{id}/events``
 encodes raw behaviours with the same vocabularies as ``/v1/score`` and appends them one at a time;
 ``POST /v1/users/{id}/score`` scores candidates from the cached state, which equals ``/v1/score`` over

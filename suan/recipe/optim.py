@@ -67,3 +67,14 @@ def step_budget(max_steps: int, max_epochs: int, steps_per_epoch: int) -> int:
     """Optimiser steps a run may take: ``max_steps`` when set (> 0), else epochs × steps per epoch."""
     by_epochs = max_epochs * max(steps_per_epoch, 1)
     return min(max_steps, by_epochs) if max_steps > 0 else by_epochs
+
+
+def run_steps(trainer) -> int:
+    """The run's optimiser-step budget (the cosine horizon), from a Lightning trainer and its data module.
+
+    Duck-typed (``max_steps``, ``max_epochs``, ``world_size``, ``datamodule.steps_per_epoch``), so the recipe
+    imports no Lightning; a data module without ``steps_per_epoch`` counts one step per epoch.
+    """
+    dm = getattr(trainer, "datamodule", None)
+    per_epoch = dm.steps_per_epoch(trainer.world_size) if dm is not None and hasattr(dm, "steps_per_epoch") else 1
+    return step_budget(trainer.max_steps, trainer.max_epochs or 1, per_epoch)

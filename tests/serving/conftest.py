@@ -63,8 +63,8 @@ def _perturbed_copy(src: Path, dst: Path, seed: int = 1) -> Path:
 @pytest.fixture(scope="session")
 def serving_models(tiny_synthetic, tmp_path_factory) -> ServingModels:
     from pipelines.args import TrainArgs
+    from pipelines.onnx_export import export_model_dir
     from pipelines.train import run_train
-    from serving.export import export_model_dir
 
     root = tmp_path_factory.mktemp("serving")
     run_train(TrainArgs(data=str(tiny_synthetic / "data"), out=str(root / "run"), grade=0, max_epochs=1,

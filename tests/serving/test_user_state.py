@@ -26,7 +26,7 @@ MAX_USERS = 3
 def incremental_folder(tiny_synthetic, tmp_path_factory) -> Path:
     """A 2-layer incremental SUAN over Gated DeltaNet (perturbed, untrained), exported with its graphs."""
     from pipelines.artifacts import save_model_dir
-    from serving.export import export_model_dir
+    from pipelines.onnx_export import export_model_dir
     from suan.config import ModelConfig
     from suan.models.ctr import build_model
 

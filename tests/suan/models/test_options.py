@@ -170,7 +170,7 @@ def test_options_need_a_fitting_arch_and_old_configs_still_load():
 @pytest.mark.integration
 @pytest.mark.slow
 def test_rope_histograph_model_exports_to_onnx_within_parity(fmap, tmp_path):
-    from serving.export import export_onnx, parity
+    from pipelines.onnx_export import export_onnx, parity
 
     model = build_model(ModelConfig.from_grade("suan", 0, position="rope", head="histograph", backend="torch"), fmap)
     export_onnx(model, fmap, tmp_path / "model.onnx")

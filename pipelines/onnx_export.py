@@ -5,7 +5,8 @@ calibrated pCTR [B, C]. The exported file is checked with onnxruntime against ea
 recorded batches (odd lengths, empty history, 1 and many candidates); only a model within the
 tolerance is written to the output folder (atomically) and registered. A model built with
 ``incremental=True`` over an O(1)-state mixer also gets its incremental graphs
-(``serving.export_incremental``), behind their own parity gate.
+(``pipelines.onnx_export_incremental``), behind their own parity gate. Export is a training-side step (torch
+in, ONNX out); the scoring service reads what it writes and imports none of it.
 """
 
 from __future__ import annotations
@@ -18,23 +19,19 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
 from features.atomic import atomic_dir
 from features.model_folder import SERVING_WEIGHTS, check_model_folder, write_manifest
 from features.schema import FeatureMap
+from pipelines.artifacts import load_model_dir
+from pipelines.onnx_export_incremental import export_incremental, has_incremental_form
+from pipelines.onnx_session import PARITY_ATOL, ParityError, session
 from serving.graph import APPEND_GRAPH, OUTPUT, STATE_INIT, STATE_SCORE_GRAPH, graph_inputs
 from suan.config import ModelConfig
 from suan.models.ctr import CTRModel
 from suan.utils.provenance import provenance
-
-PARITY_ATOL = 1e-5
-
-
-class ParityError(RuntimeError):
-    """onnxruntime and PyTorch disagree beyond the tolerance."""
 
 
 class ScoringGraph(nn.Module):
@@ -90,13 +87,6 @@ def export_onnx(model: CTRModel, fmap: FeatureMap, path: Path) -> None:
     program.save(str(path))
 
 
-def session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def parity(model: CTRModel, fmap: FeatureMap, path: Path) -> list[dict]:
     """Max |ORT - torch| per recorded batch; raises :class:`ParityError` beyond ``PARITY_ATOL``."""
     sess = session(path)
@@ -115,9 +105,6 @@ def parity(model: CTRModel, fmap: FeatureMap, path: Path) -> list[dict]:
 
 def export_model_dir(model_dir: Path, out: Path) -> dict:
     """Export a model folder (``suan train`` output ``model/``) to a serving folder, gated by parity."""
-    from pipelines.artifacts import load_model_dir
-    from serving.export_incremental import export_incremental, has_incremental_form
-
     model, cfg, fmap = load_model_dir(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"

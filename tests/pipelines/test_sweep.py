@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-import pipelines.train
+import pipelines.sweep
 from pipelines.args import SweepArgs
-from scaling.sweep import load_manifest, run_sweep
+from pipelines.sweep import run_sweep
+from scaling.manifest import load_manifest
 
 
 @pytest.mark.integration
 def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monkeypatch):
     args = SweepArgs(data=str(tiny_synthetic / "data"), out=str(tmp_path / "sweep"), grades=(0,),
                      data_fractions=(0.3, 1.0), max_epochs=1)
-    real = pipelines.train.run_train
+    real = pipelines.sweep.run_train
 
     def flaky(train_args):
         if train_args.data_fraction == 0.3:
             raise RuntimeError("disk full")
         return real(train_args)
 
-    monkeypatch.setattr(pipelines.train, "run_train", flaky)
+    monkeypatch.setattr(pipelines.sweep, "run_train", flaky)
     manifest = run_sweep(args)
     points = manifest["points"]
     assert points["g0-f0.3-s0"]["status"] == "failed" and "disk full" in points["g0-f0.3-s0"]["error"]
@@ -29,7 +30,7 @@ def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monke
     assert full["train_samples"] > 0 and points["g0-f1-s0"]["wall_s"] > 0
 
     calls = []
-    monkeypatch.setattr(pipelines.train, "run_train", lambda a: calls.append(a) or real(a))
+    monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or real(a))
     manifest = run_sweep(args)
     assert [c.data_fraction for c in calls] == [0.3]  # only the failed point runs again
     points = load_manifest(tmp_path / "sweep")["points"]
@@ -43,7 +44,7 @@ def test_sweep_passes_its_training_options_to_every_point(tmp_path, monkeypatch)
     args = SweepArgs(data="unused", out=str(tmp_path / "sweep"), grades=(0, 1), data_fractions=(0.5,),
                      eval_fraction=0.2, bucket_by_length=True, lr=2e-3)
     calls = []
-    monkeypatch.setattr(pipelines.train, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
+    monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
     run_sweep(args)
     assert [(c.grade, c.data_fraction) for c in calls] == [(0, 0.5), (1, 0.5)]
     assert all(c.bucket_by_length and c.eval_fraction == 0.2 and c.lr == 2e-3 for c in calls)

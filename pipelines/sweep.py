@@ -1,4 +1,4 @@
-"""Graded sweeps: grades x data fractions x seeds, each point trained by the normal pipeline.
+"""``suan scale sweep``: grades x data fractions x seeds, each point trained by the normal pipeline.
 
 Resumable: finished points are skipped, a failed point is recorded with its error and the sweep
 goes on; ``manifest.json`` is rewritten atomically after every point. All runs log to one MLflow
@@ -7,35 +7,17 @@ experiment (the sweep folder's name) with grade / fraction / seed as parameters 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import traceback
 from pathlib import Path
 
-MANIFEST = "manifest.json"
+from pipelines.args import SweepArgs, TrainArgs
+from pipelines.train import run_train
+from scaling.manifest import load_manifest, point_name, save_manifest
 
 
-def point_name(grade: int, fraction: float, seed: int) -> str:
-    return f"g{grade}-f{fraction:g}-s{seed}"
-
-
-def load_manifest(sweep: str | Path) -> dict:
-    path = Path(sweep) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {"points": {}}
-
-
-def _save_manifest(sweep: Path, manifest: dict) -> None:
-    tmp = sweep / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, sweep / MANIFEST)
-
-
-def run_sweep(args) -> dict:
+def run_sweep(args: SweepArgs) -> dict:
     """Train every missing point of the grid; returns the manifest."""
-    from pipelines.args import TrainArgs
-    from pipelines.train import run_train
-
     sweep = Path(args.out)
     sweep.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(sweep)
@@ -60,7 +42,7 @@ def run_sweep(args) -> dict:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         entry["wall_s"] = time.perf_counter() - start
         manifest["points"][name] = entry
-        _save_manifest(sweep, manifest)
+        save_manifest(sweep, manifest)
         status = entry["status"]
         auc = entry.get("metrics", {}).get("test_auc", float("nan"))
         print(f"[{k}/{len(grid)}] {name}: {status} test AUC {auc:.4f} ({entry['wall_s']:.0f} s)", flush=True)

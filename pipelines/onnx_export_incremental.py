@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from features.schema import FeatureMap
-from serving.export import PARITY_ATOL, ParityError, session
+from pipelines.onnx_session import PARITY_ATOL, ParityError, session
 from serving.graph import (
     APPEND_GRAPH,
     OUTPUT,
@@ -101,7 +101,7 @@ def export_incremental(model: CTRModel, fmap: FeatureMap, folder: Path) -> list[
     """Write the two graphs and the empty state into ``folder``, checked by :func:`parity_incremental`.
 
     Returns:
-        the parity report (raises :class:`~serving.export.ParityError` beyond the tolerance).
+        the parity report (raises :class:`~pipelines.onnx_session.ParityError` beyond the tolerance).
     """
     inc = IncrementalCTR(model.eval())
     init = inc.init_state(1)

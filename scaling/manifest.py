@@ -1,0 +1,27 @@
+"""A sweep's manifest: one entry per (grade, data fraction, seed) point, written atomically.
+
+Training the points is ``pipelines.sweep`` (the scaling package fits and plots; it trains nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+
+def point_name(grade: int, fraction: float, seed: int) -> str:
+    return f"g{grade}-f{fraction:g}-s{seed}"
+
+
+def load_manifest(sweep: str | Path) -> dict:
+    path = Path(sweep) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {"points": {}}
+
+
+def save_manifest(sweep: Path, manifest: dict) -> None:
+    tmp = sweep / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, sweep / MANIFEST)
