@@ -133,13 +133,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(folder: Path, threads: int, log: Path, workers: int = 1, with_pid: bool = False):
+def running_server(folder: Path, threads: int, log: Path, workers: int = 1, with_pid: bool = False,
+                   extra: tuple[str, ...] = ()):
     import httpx
 
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "pipelines", "serve", "--model", str(folder), "--port", str(port),
-           "--threads", str(threads), "--workers", str(workers), "--log-level", "warning"]
+           "--threads", str(threads), "--workers", str(workers), "--log-level", "warning", *extra]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -162,26 +163,84 @@ def attack_bodies(request: dict) -> dict[str, bytes]:
     """The abusive bodies of issue 16: valid JSON under the 4 MiB limit, far beyond any valid request."""
     import json
 
-    return {"419k tiny candidates (4 MiB)": json.dumps({**request, "candidates": [{"i": 1}] * 419_000}).encode(),
+    return {"415k tiny candidates (4 MiB)": json.dumps({**request, "candidates": [{"i": 1}] * 415_000}).encode(),
             "466k-event history": json.dumps({**request, "history": [{"ts": 1}] * 466_000}).encode()[:4_000_000]
             + b"]}"}
 
 
-def attacker(url: str, bodies: list[bytes], stop: threading.Event, out: list) -> None:
-    """Sends the abusive bodies back to back until ``stop``; records (seconds, status) of each."""
+ATTACKER = """
+import sys, time, httpx
+url, paths = sys.argv[1], sys.argv[2:]
+bodies = [open(p, "rb").read() for p in paths]
+with httpx.Client(base_url=url, timeout=60) as c:
+    k = 0
+    while True:
+        t = time.perf_counter()
+        try:
+            status = c.post("/v1/score", content=bodies[k % len(bodies)],
+                            headers={"content-type": "application/json"}).status_code
+        except httpx.HTTPError:
+            status = 0
+        print(f"{time.perf_counter() - t:.6f} {status}", flush=True)
+        k += 1
+"""
+
+
+@contextlib.contextmanager
+def attacker(url: str, bodies: dict[str, bytes], work: Path):
+    """A separate process sending the abusive bodies back to back (its client work stays out of this process's
+    GIL); yields a function returning (seconds, status) of every abusive request so far."""
+    paths = []
+    for k, body in enumerate(bodies.values()):
+        paths.append(work / f"attack-{k}.json")
+        paths[-1].write_bytes(body)
+    log = work / "attacker.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", ATTACKER, url, *map(str, paths)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        yield lambda: [(float(t), int(s)) for t, s in (line.split() for line in log.read_text().splitlines()
+                                                       if line.count(" ") == 1)]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def slowloris_case(serving: Path, work: Path, connections: int, header_timeout: float = 2.0) -> None:
+    """``connections`` sockets that send half a request head and stop: how long the server holds them, and
+    /healthz latency meanwhile (the server runs with ``--header-timeout``)."""
     import httpx
 
-    with httpx.Client(base_url=url, timeout=60) as c:
-        k = 0
-        while not stop.is_set():
-            t = time.perf_counter()
+    with running_server(serving, 1, work / "server-slowloris.log",
+                        extra=("--header-timeout", str(header_timeout))) as url:
+        host, port = url.removeprefix("http://").split(":")
+        socks = []
+        for _ in range(connections):
             try:
-                status = c.post("/v1/score", content=bodies[k % len(bodies)],
-                                headers={"content-type": "application/json"}).status_code
-            except httpx.HTTPError:
-                status = 0
-            out.append((time.perf_counter() - t, status))
-            k += 1
+                s = socket.create_connection((host, int(port)), timeout=5)
+                s.sendall(b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Ty")
+                socks.append(s)
+            except OSError:
+                break
+        start = time.perf_counter()
+        health = []
+        while time.perf_counter() - start < header_timeout + 3:
+            t = time.perf_counter()
+            ok = httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+            health.append((time.perf_counter() - t, ok))
+            time.sleep(0.05)
+        closed = 0
+        for s in socks:
+            s.settimeout(0.5)
+            try:
+                closed += s.recv(1) == b""
+            except (TimeoutError, OSError):
+                pass
+            s.close()
+        ms = np.array([h[0] for h in health]) * 1e3
+        print(f"\nslowloris: {len(socks)} half-open connections; {closed} closed by the server within "
+              f"{header_timeout + 3:g} s (--header-timeout {header_timeout:g}); /healthz meanwhile p50 "
+              f"{np.median(ms):.1f} ms, max {ms.max():.1f} ms, {sum(not h[1] for h in health)} failures")
 
 
 def rss_mb(pid: int) -> float:
@@ -192,22 +251,17 @@ def rss_mb(pid: int) -> float:
 
 def attack_case(serving: Path, work: Path, bodies: list[bytes], request: dict, n: int, clients: int,
                 rate: float) -> dict[str, dict]:
-    """Valid open-loop traffic without, then with, an attacker sending the abusive bodies."""
-    bad = attack_bodies(request)
+    """Valid open-loop traffic without, then with, an attacker process sending the abusive bodies."""
     rows = {}
     with running_server(serving, 1, work / "server-attack.log", with_pid=True) as (url, pid):
-        rows["valid traffic, no attacker"] = http_load(url, bodies, n, clients, rate=rate)
+        rows[f"valid traffic {rate:g} req/s, no attacker"] = http_load(url, bodies, n, clients, rate=rate)
         rss_before = rss_mb(pid)
-        stop, seen = threading.Event(), []
-        thread = threading.Thread(target=attacker, args=(url, list(bad.values()), stop, seen))
-        thread.start()
-        rows["valid traffic, 1 attacker"] = http_load(url, bodies, n, clients, rate=rate)
-        stop.set()
-        thread.join()
-        cost = [t for t, _ in seen]
-        statuses = sorted({s for _, s in seen})
-        print(f"\nattacker: {len(seen)} abusive requests, statuses {statuses}, answered in median "
-              f"{1000 * float(np.median(cost)):.1f} ms (max {1000 * max(cost):.1f} ms); server RSS "
+        with attacker(url, attack_bodies(request), work) as seen:
+            rows[f"valid traffic {rate:g} req/s, 1 attacker"] = http_load(url, bodies, n, clients, rate=rate)
+            abusive = seen()
+        cost = [t for t, _ in abusive]
+        print(f"\nattacker: {len(abusive)} abusive requests, statuses {sorted({s for _, s in abusive})}, answered in "
+              f"median {1000 * float(np.median(cost)):.1f} ms (max {1000 * max(cost):.1f} ms); server RSS "
               f"{rss_before:.0f} → {rss_mb(pid):.0f} MB")
     return rows
 
@@ -292,8 +346,11 @@ def main() -> None:
     parser.add_argument("--in-process", type=int, default=300,
                         help="sequential requests for the in-process and the 1-client cases")
     parser.add_argument("--workdir", type=Path, default=None, help="keep data/model/export here (default: temp)")
-    parser.add_argument("--attack", action="store_true",
-                        help="also p50/p99 of open-loop valid traffic with and without a client sending abusive bodies")
+    parser.add_argument("--attack", type=float, default=0.0, metavar="RATE",
+                        help="also p50/p99 of open-loop valid traffic at RATE req/s with and without another process "
+                             "sending abusive bodies back to back (0 = skip)")
+    parser.add_argument("--slowloris", type=int, default=0, metavar="N",
+                        help="also open N connections that never finish their headers (0 = skip)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -327,8 +384,10 @@ def main() -> None:
             with running_server(serving, 1, work / "server-workers.log", workers=args.workers) as url:
                 rows[f"HTTP service, {args.workers} workers x 1 thread, {args.clients} clients"] = http_load(
                     url, bodies, args.requests, args.clients)
-        if args.attack:
-            rows.update(attack_case(serving, work, bodies, requests[0], args.requests, args.clients, args.rate or 150))
+        if args.slowloris > 0:
+            slowloris_case(serving, work, args.slowloris)
+        if args.attack > 0:
+            rows.update(attack_case(serving, work, bodies, requests[0], args.requests, args.clients, args.attack))
     print_table(f"1 user x {args.candidates} candidates, {args.history}-behaviour history; "
                 f"{os.cpu_count()} CPU cores shared by clients and server", rows,
                 "eager PyTorch, in-process (1 thread)")
