@@ -215,6 +215,8 @@ class TrainArgs(Config):
             stream with the cross output and adds the stream back). Default: branches.
         candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
             output, as the authors' head does (sequence archs). Default: False.
+        pool_history: the head also reads the mean of the last layer's history outputs, as FuxiCTR's BST
+            pools its sequence outputs (sequence archs). Default: False.
         test: evaluate the best checkpoint on the test split at the end (``suan tune`` turns it off: test
             is read once, for the report). Default: True.
         log_every_n_steps: Default: 20.
@@ -267,6 +269,7 @@ class TrainArgs(Config):
     incremental: bool = False
     wiring: Literal["branches", "authors"] = "branches"
     candidate_in_head: bool = False
+    pool_history: bool = False
     test: bool = True
     log_every_n_steps: int = 20
     progress: bool = True
@@ -395,7 +398,7 @@ def _flag(value: str) -> bool:
 
 VARIANT_FIELDS = {"mixer": str, "position": str, "head": str, "ablate": str, "local_window": int, "dilation": int,
                   "dropout": float, "seq_len": int, "layer_router": _flag, "incremental": _flag,
-                  "bucket_by_length": _flag, "wiring": str, "candidate_in_head": _flag, "schedule": str,
+                  "bucket_by_length": _flag, "wiring": str, "candidate_in_head": _flag, "pool_history": _flag, "schedule": str,
                   "embedding_l2": float, "embedding_l2_scope": str, "embedding_init_std": float, "lr": float,
                   "batch_size": int, "plateau_factor": float, "warmup_steps": int}
 
@@ -426,7 +429,7 @@ class CompareArgs(Config):
         out: folder of the runs and of comparison.json / comparison.md.
         models: architectures or variants ``arch:field=value[/field=value]`` with fields among
             mixer, position, head, layer_router, incremental, ablate, local_window, dilation, dropout, seq_len,
-            bucket_by_length, wiring, candidate_in_head and the recipe's schedule, embedding_l2,
+            bucket_by_length, wiring, candidate_in_head, pool_history and the recipe's schedule, embedding_l2,
             embedding_l2_scope, embedding_init_std, lr, batch_size, plateau_factor, warmup_steps (e.g.
             ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``).
             Default: suan,dnn,din,bst,hstu.

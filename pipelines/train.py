@@ -43,7 +43,7 @@ def model_config(args: TrainArgs, fmap: FeatureMap) -> ModelConfig:
                                   dilation=args.dilation, position=args.position, head=args.head,
                                   layer_router=args.layer_router, ablate=args.ablate, incremental=args.incremental,
                                   embedding_init_std=args.embedding_init_std, wiring=args.wiring,
-                                  candidate_in_head=args.candidate_in_head)
+                                  candidate_in_head=args.candidate_in_head, pool_history=args.pool_history)
 
 
 def l2_weights(args: TrainArgs, dm: ShardDataModule) -> dict | None:

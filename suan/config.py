@@ -95,6 +95,9 @@ class ModelConfig(Config):
             residual stream with the cross output and the stream is added back). Default: branches.
         candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
             output, as the authors' head does (sequence archs). Default: False.
+        pool_history: the head also reads the mean of the last layer's history outputs (one vector per row,
+            the same for every candidate), as FuxiCTR's BST pools its sequence outputs (sequence archs, head
+            ``last``, not incremental). Default: False.
         embedding_init_std: every embedding table (features, positions, time buckets) starts N(0, std²),
             padding rows zero; dense layers keep PyTorch's default (Kaiming-uniform, weights and biases in
             ±1/√fan_in). Default: 1e-4.
@@ -130,6 +133,7 @@ class ModelConfig(Config):
     embedding_init_std: float = 1e-4
     wiring: Literal["branches", "authors"] = "branches"
     candidate_in_head: bool = False
+    pool_history: bool = False
 
     def validate(self) -> None:
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
@@ -150,8 +154,11 @@ class ModelConfig(Config):
         ablations = parse_ablate(self.ablate, self.num_layers)
         sequence = self.arch not in ("dnn", "din")
         require(sequence or (self.head == "last" and not self.layer_router and not ablations
-                             and not self.candidate_in_head),
-                "head, layer_router, ablate and candidate_in_head need a sequence arch (suan, lightsuan, bst, hstu)")
+                             and not self.candidate_in_head and not self.pool_history),
+                "head, layer_router, ablate, candidate_in_head and pool_history need a sequence arch "
+                "(suan, lightsuan, bst, hstu)")
+        require(not self.pool_history or (self.head == "last" and not self.incremental),
+                "pool_history needs head 'last' and no incremental state")
         require(self.wiring == "branches" or self.arch in ("suan", "lightsuan"), "wiring needs suan or lightsuan")
         softmax = self.mixer_name in SOFTMAX_MIXERS
         require(softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),

@@ -61,7 +61,7 @@ class SequenceCTR(CTRModel):
     """SUAN / BST / HSTU: stacked blocks over [history, candidates]; the head reads candidate outputs."""
 
     def __init__(self, cfg: ModelConfig, fmap: FeatureMap) -> None:
-        super().__init__(cfg, fmap, head_in=cfg.d_model * (2 if cfg.candidate_in_head else 1))
+        super().__init__(cfg, fmap, head_in=cfg.d_model * (1 + cfg.candidate_in_head + cfg.pool_history))
         d = cfg.d_model
         self.pos_emb = nn.Embedding(cfg.seq_len + 1, d)
         self.time_emb = nn.Embedding(TIME_BUCKETS, d)
@@ -124,7 +124,14 @@ class SequenceCTR(CTRModel):
             states.append(x)
         if self.readout is not None:
             return self.readout(self.final_norm(torch.stack(states, dim=1)), n, C)  # [B, C, D]
-        return gather_candidates(self.final_norm(x), n, C)
+        y = self.final_norm(x)  # [B, L, D]
+        out = gather_candidates(y, n, C)  # [B, C, D]
+        if not self.cfg.pool_history:
+            return out
+        # the mean of the history outputs: candidates never reach them (causal mask), so it is one vector per row
+        w = valid_tokens(n, L).unsqueeze(-1).to(y.dtype)  # [B, L, 1] history tokens only
+        pooled = (y * w).sum(1) / w.sum(1).clamp(min=1.0)  # [B, D]
+        return torch.cat([out, pooled.unsqueeze(1).expand(-1, C, -1)], dim=-1)  # [B, C, 2D]
 
     def score_outputs(self, out: Tensor, batch: dict[str, Tensor], profile: Tensor, single: bool) -> Tensor:
         """Candidate outputs [B, C, D] → logits, beside the candidate's own embeddings when the head reads them."""

@@ -34,6 +34,7 @@ CASES = {
     "position:rope": dict(position="rope"), "position:none": dict(position="none"),
     "head:histograph": dict(head="histograph"), "layer_router": dict(layer_router=True),
     "ablate": dict(ablate="fixed:0;stale_qk:1"), "calibrated": dict(sink_beta=0.3, sink_tau=1.5),
+    "authors": dict(wiring="authors", candidate_in_head=True, pool_history=True),
 }
 
 

@@ -24,10 +24,10 @@ def fmap(tiny_synthetic) -> FeatureMap:
     return FeatureMap.load(tiny_synthetic / "data" / "feature_map.json")
 
 
-def _model(fmap: FeatureMap, mixer: str, arch: str = "suan", seed: int = 0):
+def _model(fmap: FeatureMap, mixer: str, arch: str = "suan", seed: int = 0, **options):
     """A 2-layer incremental model with every parameter perturbed, so zero-initialised paths matter."""
     torch.manual_seed(seed)
-    cfg = ModelConfig.from_grade(arch, 2, mixer=mixer, seq_len=SEQ_LEN, backend="torch", incremental=True)
+    cfg = ModelConfig.from_grade(arch, 2, mixer=mixer, seq_len=SEQ_LEN, backend="torch", incremental=True, **options)
     model = build_model(cfg, fmap).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -85,9 +85,11 @@ def test_incremental_scores_equal_full_recompute(fmap, mixer, n_hist):
     assert _state_shapes(state) == _state_shapes(inc.init_state(3)), "the state grew with the history"
 
 
-@pytest.mark.parametrize("arch", ["bst", "hstu"])
-def test_other_blocks_over_a_recurrent_mixer_are_incremental_too(fmap, arch):
-    model = _model(fmap, "gated_deltanet", arch=arch)
+@pytest.mark.parametrize(("arch", "options"), [("bst", {}), ("hstu", {}),
+                                               ("suan", dict(wiring="authors", candidate_in_head=True))],
+                         ids=["bst", "hstu", "suan-authors-wiring"])
+def test_other_blocks_over_a_recurrent_mixer_are_incremental_too(fmap, arch, options):
+    model = _model(fmap, "gated_deltanet", arch=arch, **options)
     batch = _batch(fmap, rows=2, n_hist=11, n_cand=3, seed=4)
     with torch.no_grad():
         inc = IncrementalCTR(model)
