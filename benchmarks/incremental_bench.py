@@ -25,10 +25,12 @@ import torch
 from benchmarks.lightsuan_bench import bench_fmap, timed, user_batch
 from serving.graph import APPEND_GRAPH, OUTPUT, STATE_IN, STATE_SCORE_GRAPH, graph_inputs, state_score_inputs
 from suan.config import ModelConfig
+from suan.mixers.registry import MIXERS as REGISTRY
 from suan.models.ctr import build_model
 from suan.models.incremental import IncrementalCTR
 
-MIXERS = ("aaren", "linear_attn", "gated_deltanet")
+# every registered mixer whose state does not grow with the history
+MIXERS = tuple(name for name, spec in REGISTRY.items() if spec.constant_state)
 GATE_RTOL = 1e-4
 
 

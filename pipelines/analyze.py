@@ -22,7 +22,7 @@ from pipelines.evaluate import evaluate
 from suan.analysis.diagnostics import router_summary
 from suan.analysis.record import record_attention, without_relative_bias
 from suan.analysis.stats import AttentionStats
-from suan.config import SOFTMAX_MIXERS, ModelConfig
+from suan.config import ModelConfig, mixer_spec, softmax_mixers
 from suan.models.ctr import build_model
 from suan.utils.config import ConfigError
 
@@ -30,8 +30,8 @@ from suan.utils.config import ConfigError
 def run_analyze(args: AnalyzeArgs) -> dict:
     run, out = Path(args.run), Path(args.out)
     model, cfg, _ = load_model_dir(run / "model")
-    if not (cfg.mixer_name in SOFTMAX_MIXERS or cfg.layer_router) or cfg.arch in ("dnn", "din"):
-        raise ConfigError(f"{run}: analyze needs softmax attention ({SOFTMAX_MIXERS}), not {cfg.arch}/{cfg.mixer_name}")
+    if cfg.arch in ("dnn", "din") or not (mixer_spec(cfg.mixer_name).softmax or cfg.layer_router):
+        raise ConfigError(f"{run}: analyze needs softmax attention ({softmax_mixers()}), not {cfg.arch}/{cfg.mixer_name}")
     data = args.data or yaml.safe_load((run / "train_config.yaml").read_text())["data"]
     stats = record(model, cfg, data, args)
     diag = {"run": str(run), "split": args.split, **stats.result()}

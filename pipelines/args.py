@@ -12,7 +12,7 @@ from typing import Literal
 
 from features.protocols import PROTOCOLS
 from features.sources.synthetic import SynthConfig
-from suan.config import ARCHS, GRADES
+from suan.config import ARCHS, GRADES, mixer_spec
 from suan.recipe.config import OptimConfig
 from suan.utils.config import Config, ConfigError, require
 
@@ -281,6 +281,8 @@ class TrainArgs(Config):
         require(self.threads >= 0, "threads must be >= 0 (0 = one per available core)")
         require_shares(self, "data_fraction", "eval_fraction")
         self.optim()
+        if self.mixer:
+            mixer_spec(self.mixer)  # an unknown name fails here, naming the registered ones
 
     def optim(self) -> OptimConfig:
         """The optimiser, schedule and embedding-regularisation settings of this run (validated)."""
@@ -464,7 +466,9 @@ class CompareArgs(Config):
         require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
         require_shares(self, "data_fraction", "eval_fraction")
         for spec in self.models:
-            parse_variant(spec)
+            _, options = parse_variant(spec)
+            if options.get("mixer"):
+                mixer_spec(options["mixer"])
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
 
 

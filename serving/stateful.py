@@ -38,7 +38,7 @@ def _graphs(model: LoadedModel):
     if model.incremental is None:
         raise BadRequest("not_incremental", f"model {model.version} has no incremental form: the stateful path "
                                             "needs a model trained with incremental=True over an O(1)-state "
-                                            "recurrent mixer (aaren, linear_attn, gated_deltanet); use /v1/score")
+                                            "recurrent mixer (those with recurrent=True in suan.mixers.registry); use /v1/score")
     return model.incremental
 
 

@@ -20,8 +20,6 @@ from suan.utils.config import Config, require
 
 ARCHS = ("suan", "lightsuan", "dnn", "din", "bst", "hstu")
 DEFAULT_MIXER = {"suan": "softmax_rel", "lightsuan": "sparse", "bst": "softmax", "hstu": "hstu", "dnn": "", "din": ""}
-# mixers that honour position, ablate and sink calibration (softmax over explicit or SDPA scores)
-SOFTMAX_MIXERS = ("softmax_rel", "softmax", "softmax_rope", "sparse")
 POSITIONS = ("relative", "rope", "none")
 HEADS = ("last", "histograph")
 ABLATIONS = ("fixed", "seqfree", "stale_qk")
@@ -160,9 +158,9 @@ class ModelConfig(Config):
         require(not self.pool_history or (self.head == "last" and not self.incremental),
                 "pool_history needs head 'last' and no incremental state")
         require(self.wiring == "branches" or self.arch in ("suan", "lightsuan"), "wiring needs suan or lightsuan")
-        softmax = self.mixer_name in SOFTMAX_MIXERS
-        require(softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
-                f"position, ablate and sink_beta need a softmax mixer {SOFTMAX_MIXERS}")
+        spec = mixer_spec(self.mixer_name) if sequence else None
+        require(spec is None or spec.softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
+                f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")
         require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
         require(not (self.layer_router and ablations), "layer_router and ablate do not combine")
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
@@ -170,13 +168,12 @@ class ModelConfig(Config):
             self._validate_incremental(sequence)
 
     def _validate_incremental(self, sequence: bool) -> None:
-        # imported here: the registry imports every mixer (torch), the config stays cheap to import
-        from suan.mixers.registry import MIXERS
+        from suan.mixers.registry import mixer_names
 
-        spec = MIXERS.get(self.mixer_name)
-        recurrent = sorted(name for name, s in MIXERS.items() if s.recurrent)
-        require(sequence and spec is not None and spec.recurrent,
-                f"incremental needs a sequence arch and a recurrent mixer {recurrent}, got {self.mixer_name!r}")
+        spec = mixer_spec(self.mixer_name) if sequence else None
+        require(spec is not None and spec.recurrent,
+                f"incremental needs a sequence arch and a recurrent mixer {sorted(mixer_names(recurrent=True))}, "
+                f"got {self.mixer_name!r}")
         require(self.head == "last" and not self.layer_router, "incremental needs head 'last' and no layer_router")
 
     @classmethod
@@ -201,6 +198,22 @@ class ModelConfig(Config):
     @property
     def mixer_name(self) -> str:
         return self.mixer or DEFAULT_MIXER[self.arch]
+
+
+def mixer_spec(name: str):
+    """The registry entry of mixer ``name``, or a :class:`ConfigError` naming the registered ones."""
+    # imported here: the registry imports every mixer (torch), the config stays cheap to import
+    from suan.mixers.registry import MIXERS
+
+    require(name in MIXERS, f"unknown mixer {name!r}; choose one of {sorted(MIXERS)}")
+    return MIXERS[name]
+
+
+def softmax_mixers() -> list[str]:
+    """Mixers that honour position encodings, the ablations and sink calibration (a registry attribute)."""
+    from suan.mixers.registry import mixer_names
+
+    return sorted(mixer_names(softmax=True))
 
 
 def parse_ablate(text: str, num_layers: int) -> dict[int, str]:

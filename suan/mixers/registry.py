@@ -20,6 +20,7 @@ from suan.mixers.span_search import SpanSearchAttention
 from suan.mixers.sparse_attn import SparseAttention
 from suan.mixers.titans import TitansMemory
 from suan.mixers.transnext import AggregatedAttention
+from suan.utils.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class MixerSpec:
         candidate_isolation: scoring C candidates at once equals scoring each alone.
         doc: one line for ``--help`` and docs.
         recurrent: the class implements :class:`~suan.mixers.base.RecurrentMixer` (incremental scoring).
+        softmax: attention is a softmax over explicit scores, so position encodings, the deconstruction
+            ablations and sink calibration apply.
     """
 
     cls: type[Mixer]
@@ -39,34 +42,48 @@ class MixerSpec:
     candidate_isolation: bool
     doc: str
     recurrent: bool = False
+    softmax: bool = False
+
+    @property
+    def constant_state(self) -> bool:
+        """Recurrent with a state whose size does not grow with the history (O(1) per appended behaviour)."""
+        return self.recurrent and not self.cls.state_grows
+
+
+def mixer_names(**attributes: bool) -> list[str]:
+    """Registered names whose spec has every given attribute value, e.g. ``mixer_names(softmax=True)``."""
+    return [name for name, spec in MIXERS.items() if all(getattr(spec, k) == v for k, v in attributes.items())]
 
 
 MIXERS: dict[str, MixerSpec] = {}
 
 
 def register(name: str, cls: type[Mixer], doc: str, candidate_isolation: bool = True, recurrent: bool = False,
-             **defaults) -> None:
+             softmax: bool = False, **defaults) -> None:
     if name in MIXERS:
         raise ValueError(f"mixer {name!r} is registered twice")
     missing = [m for m in ("state_grows", "init_state", "step", "score_candidates") if not hasattr(cls, m)]
     if recurrent and missing:
         raise TypeError(f"mixer {name!r} is registered as recurrent but {cls.__name__} lacks {missing} "
                         f"({RecurrentMixer.__name__})")
-    MIXERS[name] = MixerSpec(cls, MappingProxyType(dict(defaults)), candidate_isolation, doc, recurrent)
+    MIXERS[name] = MixerSpec(cls, MappingProxyType(dict(defaults)), candidate_isolation, doc, recurrent, softmax)
 
 
 def build_mixer(cfg: MixerConfig) -> Mixer:
     """Instantiate the mixer named by ``cfg.name`` (its implied defaults applied)."""
     if cfg.name not in MIXERS:
-        raise KeyError(f"unknown mixer {cfg.name!r}; registered: {sorted(MIXERS)}")
+        raise ConfigError(f"unknown mixer {cfg.name!r}; registered: {sorted(MIXERS)}")
     spec = MIXERS[cfg.name]
     return spec.cls(cfg.replace(**spec.defaults) if spec.defaults else cfg)
 
 
-register("softmax_rel", SoftmaxAttention, "softmax attention + relative position and time-bucket bias (SUAN)")
-register("softmax", SoftmaxAttention, "plain softmax attention, no bias (BST)", pos_bias=False, time_bias=False)
+register("softmax_rel", SoftmaxAttention, "softmax attention + relative position and time-bucket bias (SUAN)",
+         softmax=True)
+register("softmax", SoftmaxAttention, "plain softmax attention, no bias (BST)", softmax=True, pos_bias=False,
+         time_bias=False)
 register("hstu", HSTUAttention, "HSTU pointwise SiLU attention + relative bias")
-register("sparse", SparseAttention, "LightSUAN local window + dilated softmax attention with the relative bias")
+register("sparse", SparseAttention, "LightSUAN local window + dilated softmax attention with the relative bias",
+         softmax=True)
 register("halonet", HaloAttention, "HaloNet blocked local attention: block of local_window + half-block halo")
 register("aaren", Aaren, "Aaren: a learned query attends over each prefix (attention as an RNN)", recurrent=True)
 register("linear_attn", LinearAttention, "causal linear attention, elu+1 feature map, normalised", recurrent=True)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from features.schema import FeatureMap, Role
-from suan.config import ModelConfig, parse_ablate
+from suan.config import ModelConfig, mixer_spec, parse_ablate
 from suan.ops.common.masks import TIME_BUCKETS
 
 
@@ -89,8 +89,9 @@ def self_attention_params(cfg: ModelConfig, ablate: str = "") -> int:
         return 2 * d * d + P * P  # value + out projections, [P, P] mixing matrix
     if ablate == "seqfree":
         return 2 * d * d + cfg.num_heads * P  # value + out projections, per-head weights over gaps
-    relative = cfg.position == "relative" and cfg.mixer_name not in ("softmax", "softmax_rope")
-    time = cfg.mixer_name != "softmax"
+    defaults = mixer_spec(cfg.mixer_name).defaults  # what the registry name implies (plain softmax: no biases)
+    relative = cfg.position == "relative" and defaults.get("pos_bias", True)
+    time = defaults.get("time_bias", True)
     one = 4 * d * d + (P + 1) * relative + TIME_BUCKETS * time  # qkv + out projections, position and time bias
     return 2 * one + 2 * d + 2 if cfg.layer_router else one  # full + sparse branches, router Linear(D, 2)
 

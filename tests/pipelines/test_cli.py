@@ -70,3 +70,15 @@ def test_features_import_no_torch():
     code = "import sys, features.prepare, features.collate, features.sources.synthetic; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_unknown_mixer_exits_2_naming_the_registered_ones(tmp_path, capsys):
+    from pipelines.cli import main
+    from suan.mixers.registry import MIXERS
+
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--mixer", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown mixer 'bogus'" in err and all(name in err for name in MIXERS)
+    assert not (tmp_path / "run").exists()
+    assert main(["compare", "--data", str(tmp_path), "--out", str(tmp_path / "c"), "--models", "suan:mixer=nope"]) == 2
+    assert "unknown mixer 'nope'" in capsys.readouterr().err
