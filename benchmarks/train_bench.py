@@ -22,7 +22,7 @@ import json, resource, sys, time, torch
 from suan.config import ModelConfig
 from suan.models.ctr import build_model
 from pipelines.datamodule import ShardDataModule
-data, arch, grade, backend, steps, batch, bucket, chunk = sys.argv[1:9]
+data, arch, grade, backend, steps, batch, bucket, chunk, wiring = sys.argv[1:10]
 torch.manual_seed(0)
 dm = ShardDataModule(data, batch_size=int(batch), bucket_by_length=bucket == "1")
 batches = []
@@ -30,8 +30,8 @@ for b in dm.stream("train", shuffle=True):
     batches.append(b)
     if len(batches) == 32:  # enough batches that their history widths are representative
         break
-cfg = ModelConfig.from_grade(arch, int(grade), backend=backend, seq_len=min(dm.fmap.max_seq_len, 50),
-                             chunk_by_length=chunk == "1")
+cfg = ModelConfig.from_grade(arch, int(grade), seq_fields=len(dm.fmap.by_role("seq")), backend=backend,
+                             seq_len=min(dm.fmap.max_seq_len, 50), chunk_by_length=chunk == "1", wiring=wiring)
 model = build_model(cfg, dm.fmap)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 def step(b):
@@ -49,21 +49,22 @@ print(json.dumps({"samples_per_s": int(steps) * int(batch) / dt,
                   "mean_width": sum(int(b["hist_len"].max()) for b in batches) / len(batches)}))
 """
 
-CASES = [  # (label, arch, grade, backend, length-bucketed batches, length chunks)
-    ("suan g1 naive", "suan", 1, "naive", False, True),
-    ("suan g1 torch", "suan", 1, "torch", False, True),
-    ("suan g2 unchunked", "suan", 2, "torch", False, False),
-    ("suan g2 torch", "suan", 2, "torch", False, True),
-    ("suan g2 bucket", "suan", 2, "torch", True, True),
-    ("suan g3 naive", "suan", 3, "naive", False, True),
-    ("suan g3 torch", "suan", 3, "torch", False, True),
-    ("bst  g3 torch", "bst", 3, "torch", False, True),
+CASES = [  # (label, arch, grade, backend, length-bucketed batches, length chunks, block wiring)
+    ("suan g1 naive", "suan", 1, "naive", False, True, "branches"),
+    ("suan g1 torch", "suan", 1, "torch", False, True, "branches"),
+    ("suan g2 unchunked", "suan", 2, "torch", False, False, "branches"),
+    ("suan g2 torch", "suan", 2, "torch", False, True, "branches"),
+    ("suan g2 authors", "suan", 2, "torch", False, True, "authors"),
+    ("suan g2 bucket", "suan", 2, "torch", True, True, "branches"),
+    ("suan g3 naive", "suan", 3, "naive", False, True, "branches"),
+    ("suan g3 torch", "suan", 3, "torch", False, True, "branches"),
+    ("bst  g3 torch", "bst", 3, "torch", False, True, "branches"),
 ]
 
 
-def run_case(data: Path, arch: str, grade: int, backend: str, bucket: bool, chunk: bool, steps: int,
+def run_case(data: Path, arch: str, grade: int, backend: str, bucket: bool, chunk: bool, wiring: str, steps: int,
              batch: int) -> dict:
-    result = run_child(CHILD, data, arch, grade, backend, steps, batch, int(bucket), int(chunk))
+    result = run_child(CHILD, data, arch, grade, backend, steps, batch, int(bucket), int(chunk), wiring)
     if "error" in result:
         raise RuntimeError(f"{arch} g{grade} {backend}: {result['error']}")
     return result
@@ -85,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="prepared folder (default: a synthetic one)")
     parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps per case")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=1024, help="rows per step (suan train's default)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or ensure_data(Path(tmp))
@@ -101,6 +102,8 @@ def main() -> None:
     print(f"fast/reference at grade 3: {g3t['samples_per_s'] / g3n['samples_per_s']:.2f}x speed, "
           f"{g3t['peak_rss_mb'] / g3n['peak_rss_mb']:.2f}x memory; SUAN/BST at equal width: "
           f"{g3t['samples_per_s'] / bst['samples_per_s']:.2f}x speed")
+    print(f"grade 2, the authors' block wiring: {results['suan g2 authors']['samples_per_s'] / g2['samples_per_s']:.2f}x "
+          "the speed of the branch wiring")
     print(f"grade 2, vs one padded pass per batch: length chunks {g2['samples_per_s'] / g2u['samples_per_s']:.2f}x "
           f"speed, bucketed batches {g2b['samples_per_s'] / g2u['samples_per_s']:.2f}x (mean batch width "
           f"{g2b['mean_width']:.1f} vs {g2['mean_width']:.1f})")
