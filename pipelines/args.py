@@ -573,6 +573,10 @@ class SweepArgs(Config):
         eval_fraction: nested share of the valid/test rows evaluated at every point. Default: 1.0.
         bucket_by_length: length-bucketed training batches at every point (as in train). Default: False.
         mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
+        storage: Optuna RDB URL shared by several processes or machines running this same command: each takes
+            the next untaken grid point (Optuna's grid sampler) until the grid is done ("" = one process walks
+            the grid). Default: "".
+        study: the shared study's name ("" = the sweep folder's name). Default: "".
     """
 
     data: str
@@ -588,6 +592,8 @@ class SweepArgs(Config):
     eval_fraction: float = 1.0
     bucket_by_length: bool = False
     mlflow_uri: str = ""
+    storage: str = ""
+    study: str = ""
 
     def validate(self) -> None:
         require_shares(self, "eval_fraction")

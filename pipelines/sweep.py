@@ -3,17 +3,59 @@
 Resumable: finished points are skipped, a failed point is recorded with its error and the sweep
 goes on; ``manifest.json`` is rewritten atomically after every point. All runs log to one MLflow
 experiment (the sweep folder's name) with grade / fraction / seed as parameters and tags.
+
+With ``--storage`` the grid is an Optuna study (``GridSampler``) on that RDB: every process or machine
+given the same command takes the next untaken point until the grid is done, a point whose worker died
+is retried (Optuna's heartbeat), and each worker rewrites ``manifest.json`` from the study, so the last
+one to finish leaves the whole grid in it. No scheduler of our own: the storage is the coordination.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from pathlib import Path
 
+import optuna
+import torch
+
 from pipelines.args import SweepArgs, TrainArgs
+from pipelines.mfu import matmul_peak, mfu
 from pipelines.train import run_train
 from scaling.manifest import load_manifest, point_name, save_manifest
+
+
+def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: int, peak: float,
+              tag: str = "") -> dict:
+    """Train one point (resuming its run folder if it has a checkpoint); its manifest entry, done or failed.
+
+    ``tag`` suffixes the run folder: in a shared sweep two workers may draw the same point at once, and each
+    must own its folder.
+    """
+    uri = args.mlflow_uri or f"sqlite:///{(sweep / 'mlflow' / 'mlflow.db').resolve()}"
+    run = sweep / "runs" / (point_name(grade, fraction, seed) + tag)
+    train = TrainArgs(data=args.data, out=str(run), model=args.model, grade=grade, seed=seed,
+                      data_fraction=fraction, max_epochs=args.max_epochs, batch_size=args.batch_size,
+                      lr=args.lr, patience=args.patience, eval_fraction=args.eval_fraction,
+                      bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
+                      progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
+    start = time.perf_counter()
+    entry = {"grade": grade, "fraction": fraction, "seed": seed, "run": str(run)}
+    try:
+        metrics = run_train(train)
+        entry.update(status="done", metrics=metrics,
+                     mfu=mfu(metrics.get("flops_per_sample", 0.0), metrics.get("samples_per_second", 0.0), peak))
+    except Exception as exc:  # noqa: BLE001 - a failed point is recorded, the sweep goes on
+        entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    entry["wall_s"] = time.perf_counter() - start
+    return entry
+
+
+def _report(k: int, total: int, entry: dict) -> None:
+    name = point_name(entry["grade"], entry["fraction"], entry["seed"])
+    auc = entry.get("metrics", {}).get("test_auc", float("nan"))
+    print(f"[{k}/{total}] {name}: {entry['status']} test AUC {auc:.4f} ({entry['wall_s']:.0f} s)", flush=True)
 
 
 def run_sweep(args: SweepArgs) -> dict:
@@ -22,28 +64,51 @@ def run_sweep(args: SweepArgs) -> dict:
     sweep.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(sweep)
     manifest["config"] = args.to_dict()
-    uri = args.mlflow_uri or f"sqlite:///{(sweep / 'mlflow' / 'mlflow.db').resolve()}"
+    # this machine's measured matmul peak, with the training runs' thread count: the denominator of MFU
+    peak = manifest.setdefault("peak_flops", matmul_peak(device="cuda" if torch.cuda.is_available() else "cpu"))
+    if args.storage:
+        return _shared_sweep(args, sweep, manifest, peak)
     grid = [(g, f, s) for g in args.grades for f in args.data_fractions for s in args.seeds]
     for k, (grade, fraction, seed) in enumerate(grid, start=1):
         name = point_name(grade, fraction, seed)
         if manifest["points"].get(name, {}).get("status") == "done":
             continue
-        run = sweep / "runs" / name
-        train = TrainArgs(data=args.data, out=str(run), model=args.model, grade=grade, seed=seed,
-                          data_fraction=fraction, max_epochs=args.max_epochs, batch_size=args.batch_size,
-                          lr=args.lr, patience=args.patience, eval_fraction=args.eval_fraction,
-                          bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
-                          progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
-        start = time.perf_counter()
-        entry = {"grade": grade, "fraction": fraction, "seed": seed, "run": str(run)}
-        try:
-            entry.update(status="done", metrics=run_train(train))
-        except Exception as exc:  # noqa: BLE001 - a failed point is recorded, the sweep goes on
-            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-        entry["wall_s"] = time.perf_counter() - start
-        manifest["points"][name] = entry
+        manifest["points"][name] = run_point(args, sweep, grade, fraction, seed, peak)
         save_manifest(sweep, manifest)
-        status = entry["status"]
-        auc = entry.get("metrics", {}).get("test_auc", float("nan"))
-        print(f"[{k}/{len(grid)}] {name}: {status} test AUC {auc:.4f} ({entry['wall_s']:.0f} s)", flush=True)
+        _report(k, len(grid), manifest["points"][name])
+    return manifest
+
+
+def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> dict:
+    """The grid as an Optuna study on ``args.storage``: take points until none is left, then write the manifest."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {"grade": list(args.grades), "fraction": list(args.data_fractions), "seed": list(args.seeds)}
+    storage = optuna.storages.RDBStorage(args.storage, heartbeat_interval=60, grace_period=180,
+                                         failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+    study = optuna.create_study(study_name=args.study or sweep.name, storage=storage, load_if_exists=True,
+                                sampler=optuna.samplers.GridSampler(space, seed=0), direction="minimize")
+    total = len(args.grades) * len(args.data_fractions) * len(args.seeds)
+
+    def objective(trial: optuna.Trial) -> float:
+        point = (trial.suggest_categorical("grade", space["grade"]), trial.suggest_categorical("fraction", space["fraction"]),
+                 trial.suggest_categorical("seed", space["seed"]))
+        entry = run_point(args, sweep, *point, peak, tag=f"-t{trial.number}")
+        trial.set_user_attr("entry", {k: v for k, v in entry.items() if k != "traceback"})
+        _report(trial.number + 1, total, entry)
+        if entry["status"] != "done":
+            raise RuntimeError(entry["error"])
+        return float(entry["metrics"]["valid_logloss"])
+
+    # the sampler stops the study once every grid point is taken (by any worker)
+    study.optimize(objective, n_trials=total, catch=(RuntimeError,))
+    for trial in study.get_trials(deepcopy=False):
+        entry = trial.user_attrs.get("entry")
+        if entry is None:
+            continue
+        name = point_name(entry["grade"], entry["fraction"], entry["seed"])
+        if manifest["points"].get(name, {}).get("status") != "done":  # a retried point's success wins
+            manifest["points"][name] = entry
+    manifest["storage"] = args.storage
+    save_manifest(sweep, manifest)
     return manifest

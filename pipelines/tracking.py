@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
 DEFAULT_STORE = Path("runs") / "mlflow"
+_CREATED: set[str] = set()
+
+
+def _create_sqlite_store(uri: str, db: Path) -> None:
+    """Create (or migrate) a SQLite store's schema once, under a file lock.
+
+    Two processes opening a new store at once race in MLflow's schema creation ("table experiment_tags
+    already exists", alembic "expected to match one row"): measured with two sweep workers on one store.
+    """
+    if uri in _CREATED:
+        return
+    from mlflow.tracking import MlflowClient
+
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        MlflowClient(uri).search_experiments(max_results=1)
+    _CREATED.add(uri)
 
 
 def tracking_uri(uri: str) -> tuple[str, str | None]:
@@ -18,11 +36,13 @@ def tracking_uri(uri: str) -> tuple[str, str | None]:
         # keep a local store's artifacts beside its database, not in the working directory
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_store(uri, db)
         return uri, (db.parent / "artifacts").resolve().as_uri()
     if uri:
         return uri, None
     store = DEFAULT_STORE.resolve()
     store.mkdir(parents=True, exist_ok=True)
+    _create_sqlite_store(f"sqlite:///{store / 'mlflow.db'}", store / "mlflow.db")
     return f"sqlite:///{store / 'mlflow.db'}", (store / "artifacts").as_uri()
 
 

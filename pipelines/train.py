@@ -129,7 +129,8 @@ def final_metrics(system: L.LightningModule, cfg: ModelConfig, dm: ShardDataModu
     params = count_params(system.model)
     metrics = {k: float(v) for k, v in system.last_metrics.items()}
     metrics.update({
-        "params_dense": params["dense"], "params_embedding": params["embedding"],
+        "params_dense": params["dense"], "params_embedding": params["embedding"], "params_encoder": params["encoder"],
+        "params_head": params["head"],
         "flops_per_sample": measure_flops(system.model, dm.fmap, cfg.seq_len),
         "train_samples": dm.stream("train").num_rows, "samples_per_second": throughput.samples_per_second,
         "epochs": trainer.current_epoch, "global_step": trainer.global_step,

@@ -35,7 +35,9 @@ def sweep_points(manifest: dict) -> list[dict]:
     for (grade, fraction), runs in sorted(groups.items()):
         m = [r["metrics"] for r in runs]
         row = {"grade": grade, "fraction": fraction, "seeds": len(runs),
-               "wall_s": float(np.mean([r["wall_s"] for r in runs]))}
+               "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+               "samples_per_second": float(np.mean([r["metrics"].get("samples_per_second", np.nan) for r in runs])),
+               "mfu": float(np.mean([r.get("mfu", np.nan) for r in runs]))}
         row.update({k: float(np.mean([x[k] for x in m])) for k in (*AXES, *METRICS.values())})
         out.append(row)
     return out
@@ -105,12 +107,14 @@ def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: in
 def render_report(result: dict) -> str:
     """Markdown: points table, fitted laws with CIs, R², extrapolation errors, embedded plots."""
     lines = ["# Scaling-law report", "", "## Sweep points (seed means)", "",
-             "| grade | fraction | seeds | dense params | FLOPs/sample | train samples | test logloss | test AUC | wall s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| grade | fraction | seeds | dense params | FLOPs/sample | train samples | test logloss | test AUC | wall s "
+             "| samples/s | MFU |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in result["points"]:
         lines.append(f"| {p['grade']} | {p['fraction']:g} | {p['seeds']} | {p['params_dense']:,.0f} | "
                      f"{p['flops_per_sample']:,.0f} | {p['train_samples']:,.0f} | {p['test_logloss']:.4f} | "
-                     f"{p['test_auc']:.4f} | {p['wall_s']:.0f} |")
+                     f"{p['test_auc']:.4f} | {p['wall_s']:.0f} | {p.get('samples_per_second', float('nan')):,.0f} | "
+                     f"{100 * p.get('mfu', float('nan')):.2f} % |")
     lines += ["", *(f"![measured {m}](plots/sweep_{m}.png)" for m in METRICS)]
     for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
         lines += ["", f"## {section}", ""]

@@ -18,11 +18,15 @@ from suan.ops.common.masks import TIME_BUCKETS
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
-    """Measured ``{"dense": n, "embedding": n}``."""
+    """Measured ``{"dense", "embedding", "head", "encoder"}``: dense = head (the MLP over the features) +
+    encoder (everything else that is not an embedding table), the model-size axis of scaling laws."""
     emb = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     out = {"dense": 0, "embedding": 0}
     for p in model.parameters():
         out["embedding" if id(p) in emb else "dense"] += p.numel()
+    head = getattr(model, "head", None)
+    out["head"] = sum(p.numel() for p in head.parameters()) if head is not None else 0
+    out["encoder"] = out["dense"] - out["head"]
     return out
 
 
@@ -79,7 +83,8 @@ def suan_params(cfg: ModelConfig, fmap: FeatureMap) -> dict[str, int]:
         head += prev * w + w + w  # Linear + Dice alpha
         prev = w
     head += prev + 1
-    return {"dense": dense + d + head, "embedding": emb}
+    encoder = dense + d  # the blocks, the final norm (and a histograph readout)
+    return {"dense": encoder + head, "embedding": emb, "head": head, "encoder": encoder}
 
 
 def self_attention_params(cfg: ModelConfig, ablate: str = "") -> int:

@@ -28,6 +28,9 @@ def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monke
     assert points["g0-f1-s0"]["status"] == "done"
     full = points["g0-f1-s0"]["metrics"]
     assert full["train_samples"] > 0 and points["g0-f1-s0"]["wall_s"] > 0
+    # MFU: the point's training FLOP/s over the sweep's own measured matmul peak
+    want = 3 * full["flops_per_sample"] * full["samples_per_second"] / manifest["peak_flops"]
+    assert points["g0-f1-s0"]["mfu"] == pytest.approx(want) and 0 < want < 1
 
     calls = []
     monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or real(a))
@@ -48,3 +51,28 @@ def test_sweep_passes_its_training_options_to_every_point(tmp_path, monkeypatch)
     run_sweep(args)
     assert [(c.grade, c.data_fraction) for c in calls] == [(0, 0.5), (1, 0.5)]
     assert all(c.bucket_by_length and c.eval_fraction == 0.2 and c.lr == 2e-3 for c in calls)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sweep_through_optuna_storage(tiny_synthetic, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    cmd = [sys.executable, "-m", "pipelines", "scale", "sweep", "--data", str(tiny_synthetic / "data"),
+           "--out", str(tmp_path / "sweep"), "--grades", "0", "--data-fractions", "0.5,1.0", "--seeds", "0,1",
+           "--max-epochs", "1", "--storage", storage]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=900)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    trials = optuna.load_study(study_name="sweep", storage=storage).get_trials()
+    done = {(t.params["fraction"], t.params["seed"]) for t in trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert done == {(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)}  # every grid point, whichever worker took it
+    points = load_manifest(tmp_path / "sweep")["points"]
+    assert sorted(points) == ["g0-f0.5-s0", "g0-f0.5-s1", "g0-f1-s0", "g0-f1-s1"]
+    assert all(p["status"] == "done" and p["metrics"]["train_samples"] > 0 for p in points.values())

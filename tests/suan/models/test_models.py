@@ -103,3 +103,12 @@ def test_model_config_round_trip_and_validation(tmp_path):
         ModelConfig.from_grade("suan", 99)
     with pytest.raises(ConfigError):
         cfg.replace(num_heads=5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_dense_parameters_split_into_encoder_and_head(fmap, arch):
+    model = build_model(ModelConfig.from_grade(arch, 1), fmap)
+    params = count_params(model)
+    assert params["head"] == sum(p.numel() for p in model.head.parameters()) > 0
+    assert params["encoder"] + params["head"] == params["dense"]
+    assert (params["encoder"] > 0) == (arch != "dnn")  # a mean-pooling DNN has no encoder weights
