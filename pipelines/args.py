@@ -565,6 +565,8 @@ class SweepArgs(Config):
         grades: model grades. Default: 0,1,2.
         data_fractions: nested shares of the training rows. Default: 0.25,1.0.
         seeds: Default: 0.
+        seq_lens: behaviours read, a sweep axis (0 = each grade's own L, capped by the data: prepare the data at
+            the largest L you sweep). Default: 0.
         model: architecture. Default: suan.
         max_epochs: as in train. Default: 50.
         batch_size: as in train. Default: 1024.
@@ -584,6 +586,7 @@ class SweepArgs(Config):
     grades: tuple[int, ...] = (0, 1, 2)
     data_fractions: tuple[float, ...] = (0.25, 1.0)
     seeds: tuple[int, ...] = (0,)
+    seq_lens: tuple[int, ...] = (0,)
     model: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"] = "suan"
     max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
     batch_size: int = TRAIN_DEFAULTS["batch_size"]
@@ -599,7 +602,9 @@ class SweepArgs(Config):
         require_shares(self, "eval_fraction")
         require(all(g in GRADES for g in self.grades), f"grades must be among {sorted(GRADES)}")
         require(all(0 < f <= 1 for f in self.data_fractions), "data fractions must be in (0, 1]")
-        require(bool(self.grades) and bool(self.data_fractions) and bool(self.seeds), "empty grid")
+        require(bool(self.grades) and bool(self.data_fractions) and bool(self.seeds) and bool(self.seq_lens),
+                "empty grid")
+        require(all(n >= 0 for n in self.seq_lens), "seq_lens must be >= 0 (0 = the grade's own)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,4 +1,4 @@
-"""``suan scale sweep``: grades x data fractions x seeds, each point trained by the normal pipeline.
+"""``suan scale sweep``: grades x sequence lengths x data fractions x seeds, each trained by the normal pipeline.
 
 Resumable: finished points are skipped, a failed point is recorded with its error and the sweep
 goes on; ``manifest.json`` is rewritten atomically after every point. All runs log to one MLflow
@@ -27,21 +27,21 @@ from scaling.manifest import load_manifest, point_name, save_manifest
 
 
 def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: int, peak: float,
-              tag: str = "") -> dict:
+              tag: str = "", seq_len: int = 0) -> dict:
     """Train one point (resuming its run folder if it has a checkpoint); its manifest entry, done or failed.
 
     ``tag`` suffixes the run folder: in a shared sweep two workers may draw the same point at once, and each
     must own its folder.
     """
     uri = args.mlflow_uri or f"sqlite:///{(sweep / 'mlflow' / 'mlflow.db').resolve()}"
-    run = sweep / "runs" / (point_name(grade, fraction, seed) + tag)
-    train = TrainArgs(data=args.data, out=str(run), model=args.model, grade=grade, seed=seed,
+    run = sweep / "runs" / (point_name(grade, fraction, seed, seq_len) + tag)
+    train = TrainArgs(data=args.data, out=str(run), model=args.model, grade=grade, seed=seed, seq_len=seq_len,
                       data_fraction=fraction, max_epochs=args.max_epochs, batch_size=args.batch_size,
                       lr=args.lr, patience=args.patience, eval_fraction=args.eval_fraction,
                       bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
                       progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
     start = time.perf_counter()
-    entry = {"grade": grade, "fraction": fraction, "seed": seed, "run": str(run)}
+    entry = {"grade": grade, "fraction": fraction, "seed": seed, "seq_len_set": seq_len, "run": str(run)}
     try:
         metrics = run_train(train)
         entry.update(status="done", metrics=metrics,
@@ -52,8 +52,12 @@ def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: i
     return entry
 
 
+def _name(entry: dict) -> str:
+    return point_name(entry["grade"], entry["fraction"], entry["seed"], entry.get("seq_len_set", 0))
+
+
 def _report(k: int, total: int, entry: dict) -> None:
-    name = point_name(entry["grade"], entry["fraction"], entry["seed"])
+    name = _name(entry)
     auc = entry.get("metrics", {}).get("test_auc", float("nan"))
     print(f"[{k}/{total}] {name}: {entry['status']} test AUC {auc:.4f} ({entry['wall_s']:.0f} s)", flush=True)
 
@@ -68,12 +72,12 @@ def run_sweep(args: SweepArgs) -> dict:
     peak = manifest.setdefault("peak_flops", matmul_peak(device="cuda" if torch.cuda.is_available() else "cpu"))
     if args.storage:
         return _shared_sweep(args, sweep, manifest, peak)
-    grid = [(g, f, s) for g in args.grades for f in args.data_fractions for s in args.seeds]
-    for k, (grade, fraction, seed) in enumerate(grid, start=1):
-        name = point_name(grade, fraction, seed)
+    grid = [(g, n, f, s) for g in args.grades for n in args.seq_lens for f in args.data_fractions for s in args.seeds]
+    for k, (grade, seq_len, fraction, seed) in enumerate(grid, start=1):
+        name = point_name(grade, fraction, seed, seq_len)
         if manifest["points"].get(name, {}).get("status") == "done":
             continue
-        manifest["points"][name] = run_point(args, sweep, grade, fraction, seed, peak)
+        manifest["points"][name] = run_point(args, sweep, grade, fraction, seed, peak, seq_len=seq_len)
         save_manifest(sweep, manifest)
         _report(k, len(grid), manifest["points"][name])
     return manifest
@@ -83,17 +87,18 @@ def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> 
     """The grid as an Optuna study on ``args.storage``: take points until none is left, then write the manifest."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = {"grade": list(args.grades), "fraction": list(args.data_fractions), "seed": list(args.seeds)}
+    space = {"grade": list(args.grades), "seq_len": list(args.seq_lens), "fraction": list(args.data_fractions),
+             "seed": list(args.seeds)}
     storage = optuna.storages.RDBStorage(args.storage, heartbeat_interval=60, grace_period=180,
                                          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
     study = optuna.create_study(study_name=args.study or sweep.name, storage=storage, load_if_exists=True,
                                 sampler=optuna.samplers.GridSampler(space, seed=0), direction="minimize")
-    total = len(args.grades) * len(args.data_fractions) * len(args.seeds)
+    total = len(args.grades) * len(args.seq_lens) * len(args.data_fractions) * len(args.seeds)
 
     def objective(trial: optuna.Trial) -> float:
-        point = (trial.suggest_categorical("grade", space["grade"]), trial.suggest_categorical("fraction", space["fraction"]),
-                 trial.suggest_categorical("seed", space["seed"]))
-        entry = run_point(args, sweep, *point, peak, tag=f"-t{trial.number}")
+        point = {k: trial.suggest_categorical(k, v) for k, v in space.items()}
+        entry = run_point(args, sweep, point["grade"], point["fraction"], point["seed"], peak,
+                          tag=f"-t{trial.number}", seq_len=point["seq_len"])
         trial.set_user_attr("entry", {k: v for k, v in entry.items() if k != "traceback"})
         _report(trial.number + 1, total, entry)
         if entry["status"] != "done":
@@ -106,7 +111,7 @@ def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> 
         entry = trial.user_attrs.get("entry")
         if entry is None:
             continue
-        name = point_name(entry["grade"], entry["fraction"], entry["seed"])
+        name = _name(entry)
         if manifest["points"].get(name, {}).get("status") != "done":  # a retried point's success wins
             manifest["points"][name] = entry
     manifest["storage"] = args.storage

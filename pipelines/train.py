@@ -133,7 +133,7 @@ def final_metrics(system: L.LightningModule, cfg: ModelConfig, dm: ShardDataModu
         "params_head": params["head"],
         "flops_per_sample": measure_flops(system.model, dm.fmap, cfg.seq_len),
         "train_samples": dm.stream("train").num_rows, "samples_per_second": throughput.samples_per_second,
-        "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch, "global_step": trainer.global_step, "seq_len": cfg.seq_len,
     })
     return metrics
 

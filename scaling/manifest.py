@@ -1,4 +1,4 @@
-"""A sweep's manifest: one entry per (grade, data fraction, seed) point, written atomically.
+"""A sweep's manifest: one entry per (grade, sequence length, data fraction, seed) point, written atomically.
 
 Training the points is ``pipelines.sweep`` (the scaling package fits and plots; it trains nothing).
 """
@@ -12,8 +12,10 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 
 
-def point_name(grade: int, fraction: float, seed: int) -> str:
-    return f"g{grade}-f{fraction:g}-s{seed}"
+def point_name(grade: int, fraction: float, seed: int, seq_len: int = 0) -> str:
+    """``g1-f0.5-s0``; with a sequence length set (0 = the grade's own), ``g1-L200-f0.5-s0``."""
+    length = f"-L{seq_len}" if seq_len else ""
+    return f"g{grade}{length}-f{fraction:g}-s{seed}"
 
 
 def load_manifest(sweep: str | Path) -> dict:

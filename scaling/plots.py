@@ -180,15 +180,16 @@ def plot_joint_contours(
     return _save(fig, path)
 
 
-def plot_sweep_grid(points: list[dict], metric: str, path: str | Path, *, size_key: str = "params_dense",
-                    dpi: int = 120) -> Path:
+def plot_sweep_grid(points: list[dict], metric: str, path: str | Path, *, size_key: str = "params_encoder",
+                    size_label: str = "encoder parameters (non-embedding)", dpi: int = 120) -> Path:
     """Two panels of measured points: metric vs ``size_key`` per data fraction, and vs samples per grade.
 
     Args:
         points: sweep points (``grade``, ``fraction``, ``train_samples``, ``size_key``, ``test_<metric>``).
         metric: "logloss" or "auc".
         path: output PNG file.
-        size_key: the model-size axis. Default: "params_dense".
+        size_key: the model-size axis. Default: "params_encoder".
+        size_label: its axis label. Default: "encoder parameters (non-embedding)".
         dpi: resolution. Default: 120.
 
     Returns:
@@ -199,7 +200,7 @@ def plot_sweep_grid(points: list[dict], metric: str, path: str | Path, *, size_k
     FigureCanvasAgg(fig)
     for ax, (line_key, x_key, legend, x_label) in zip(
             fig.subplots(1, 2),
-            [("fraction", size_key, "data fraction", "non-embedding parameters"),
+            [("fraction", size_key, "data fraction", size_label),
              ("grade", "train_samples", "grade", "training samples")], strict=True):
         for value in sorted({pt[line_key] for pt in points}):
             line = sorted((pt for pt in points if pt[line_key] == value), key=lambda pt: pt[x_key])

@@ -1,8 +1,11 @@
 """Fit a sweep: per-axis and joint power laws, plots, ``scaling_fit.json`` and a Markdown report.
 
-Seeds are averaged per (grade, fraction). Model-size axes (non-embedding parameters, FLOPs per
-sample) use the runs at the largest data fraction; the data axis uses the runs of the largest
-grade; the joint law uses every point. A fit that the points cannot identify (fewer than 4
+Seeds are averaged per (grade, sequence length, fraction). The model size N is the encoder's
+non-embedding parameters: the MLP head is counted apart (at small grades it is most of the dense
+parameters and would hide the encoder's growth). Model-size axes (N, FLOPs per sample) use the runs
+at the largest data fraction; the data axis uses the runs of the largest grade; the sequence-length
+axis the runs of the largest grade at the largest fraction; the joint law uses every point at the
+grades' own lengths. A fit that the points cannot identify (fewer than 4
 distinct values on an axis) is recorded as skipped with the reason, never forced. Where an axis
 stops improving (its best point is not its largest) the report says where the law bends and fits
 only the points up to it; an exponent stuck at the edge of its search range is flagged as "no power
@@ -20,35 +23,47 @@ from scaling.fit import compute_optimal, find_bend, fit_axis, fit_joint
 from scaling.manifest import load_manifest
 from scaling.plots import plot_axis_fit, plot_joint_contours, plot_sweep_grid
 
-AXES = {"params_dense": "non-embedding parameters", "flops_per_sample": "forward FLOPs per sample",
-        "train_samples": "training samples"}
+AXES = {"params_encoder": "encoder parameters (non-embedding)", "flops_per_sample": "forward FLOPs per sample",
+        "train_samples": "training samples", "seq_len": "behaviours read (L)"}
 METRICS = {"logloss": "test_logloss", "auc": "test_auc"}
 
 
 def sweep_points(manifest: dict) -> list[dict]:
-    """Finished points averaged over seeds: grade, fraction, axes, metrics, seeds, wall seconds."""
+    """Finished points averaged over seeds: grade, length set, fraction, axes, metrics, seeds, wall seconds."""
     groups: dict[tuple, list[dict]] = {}
     for p in manifest["points"].values():
         if p.get("status") == "done":
-            groups.setdefault((p["grade"], p["fraction"]), []).append(p)
+            groups.setdefault((p["grade"], p.get("seq_len_set", 0), p["fraction"]), []).append(p)
     out = []
-    for (grade, fraction), runs in sorted(groups.items()):
-        m = [r["metrics"] for r in runs]
-        row = {"grade": grade, "fraction": fraction, "seeds": len(runs),
+    for (grade, seq_len_set, fraction), runs in sorted(groups.items()):
+        # manifests written before the encoder/head split and the recorded L: dense parameters, L unknown
+        m = [{"params_encoder": r["metrics"]["params_dense"], "seq_len": float("nan"), **r["metrics"]} for r in runs]
+        row = {"grade": grade, "seq_len_set": seq_len_set, "fraction": fraction, "seeds": len(runs),
                "wall_s": float(np.mean([r["wall_s"] for r in runs])),
                "samples_per_second": float(np.mean([r["metrics"].get("samples_per_second", np.nan) for r in runs])),
                "mfu": float(np.mean([r.get("mfu", np.nan) for r in runs]))}
-        row.update({k: float(np.mean([x[k] for x in m])) for k in (*AXES, *METRICS.values())})
+        row.update({k: float(np.mean([x.get(k, np.nan) for x in m]))
+                    for k in (*AXES, *METRICS.values(), "params_dense", "params_head")})
         out.append(row)
     return out
 
 
+def _own_lengths(points: list[dict]) -> list[dict]:
+    """The points at each grade's own L (or, in a sweep without them, at the longest L set)."""
+    base = 0 if any(p["seq_len_set"] == 0 for p in points) else max(p["seq_len_set"] for p in points)
+    return [p for p in points if p["seq_len_set"] == base]
+
+
 def _axis_subset(points: list[dict], axis: str) -> list[dict]:
+    if not points:
+        return []
+    top_grade, top_fraction = max(p["grade"] for p in points), max(p["fraction"] for p in points)
+    if axis == "seq_len":
+        return [p for p in points if p["grade"] == top_grade and p["fraction"] == top_fraction]
+    own = _own_lengths(points)
     if axis == "train_samples":
-        top = max(p["grade"] for p in points)
-        return [p for p in points if p["grade"] == top]
-    top = max(p["fraction"] for p in points)
-    return [p for p in points if p["fraction"] == top]
+        return [p for p in own if p["grade"] == top_grade]
+    return [p for p in own if p["fraction"] == top_fraction]
 
 
 def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int = 200) -> dict:
@@ -60,7 +75,7 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
     result: dict = {"points": points, "per_axis": {}, "joint": {}, "compute_optimal": {}}
     for metric, key in METRICS.items():
         if points:
-            plot_sweep_grid(points, metric, out / "plots" / f"sweep_{metric}.png")
+            plot_sweep_grid(_own_lengths(points), metric, out / "plots" / f"sweep_{metric}.png")
         for axis, label in AXES.items():
             sub = _axis_subset(points, axis)
             name = f"{metric}_vs_{axis}"
@@ -85,17 +100,18 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
 
 
 def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: int, result: dict) -> None:
-    n = np.array([p["params_dense"] for p in points])
+    points = _own_lengths(points) if points else points
+    n = np.array([p["params_encoder"] for p in points])
     d = np.array([p["train_samples"] for p in points])
     y = np.array([p[key] for p in points])
     try:
-        fit = fit_joint(n, d, y, metric=metric, axes=("params_dense", "train_samples"), n_bootstrap=n_bootstrap)
+        fit = fit_joint(n, d, y, metric=metric, axes=("params_encoder", "train_samples"), n_bootstrap=n_bootstrap)
     except ValueError as exc:
         result["joint"][metric] = {"skipped": f"{exc} (have {len(set(n.tolist()))} model sizes, "
                                               f"{len(set(d.tolist()))} data sizes)"}
         return
     result["joint"][metric] = fit.to_dict()
-    plot_joint_contours(fit, n, d, y, out / "plots" / f"joint_{metric}.png", n_label=AXES["params_dense"],
+    plot_joint_contours(fit, n, d, y, out / "plots" / f"joint_{metric}.png", n_label=AXES["params_encoder"],
                         d_label=AXES["train_samples"], title=f"iso-{metric} contours of the joint fit")
     if fit.at_bound:  # an allocation from an exponent the data did not identify would be made up
         result["compute_optimal"][metric] = {"skipped": f"{', '.join(fit.at_bound)} not identified"}
@@ -107,11 +123,12 @@ def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: in
 def render_report(result: dict) -> str:
     """Markdown: points table, fitted laws with CIs, R², extrapolation errors, embedded plots."""
     lines = ["# Scaling-law report", "", "## Sweep points (seed means)", "",
-             "| grade | fraction | seeds | dense params | FLOPs/sample | train samples | test logloss | test AUC | wall s "
-             "| samples/s | MFU |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| grade | L | fraction | seeds | encoder params | head params | FLOPs/sample | train samples | test logloss "
+             "| test AUC | wall s | samples/s | MFU |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in result["points"]:
-        lines.append(f"| {p['grade']} | {p['fraction']:g} | {p['seeds']} | {p['params_dense']:,.0f} | "
+        lines.append(f"| {p['grade']} | {p.get('seq_len', float('nan')):.0f} | {p['fraction']:g} | {p['seeds']} | "
+                     f"{p['params_encoder']:,.0f} | {p.get('params_head', float('nan')):,.0f} | "
                      f"{p['flops_per_sample']:,.0f} | {p['train_samples']:,.0f} | {p['test_logloss']:.4f} | "
                      f"{p['test_auc']:.4f} | {p['wall_s']:.0f} | {p.get('samples_per_second', float('nan')):,.0f} | "
                      f"{100 * p.get('mfu', float('nan')):.2f} % |")

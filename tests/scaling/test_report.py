@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from scaling.manifest import point_name
 from scaling.report import fit_sweep, render_report
 
 
@@ -30,12 +31,12 @@ def test_fit_sweep_recovers_planted_exponents_and_writes_outputs(tmp_path):
     joint = result["joint"]["logloss"]
     assert joint["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.05)
     assert joint["coefficients"]["beta"] == pytest.approx(0.35, rel=0.05)
-    per_axis = result["per_axis"]["logloss_vs_params_dense"]
+    per_axis = result["per_axis"]["logloss_vs_params_encoder"]
     assert per_axis["r2"] > 0.99
     assert len(result["points"]) == 16  # the failed point is left out
     assert (tmp_path / "plots" / "joint_logloss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "report.md").read_text()
-    assert "plots/joint_logloss.png" in report and "plots/logloss_vs_params_dense.png" in report
+    assert "plots/joint_logloss.png" in report and "plots/logloss_vs_params_encoder.png" in report
     assert json.loads((tmp_path / "scaling_fit.json").read_text())["compute_optimal"]["logloss"]
     assert "## Compute-optimal allocation" in report
     assert "plots/sweep_auc.png" in report
@@ -44,7 +45,7 @@ def test_fit_sweep_recovers_planted_exponents_and_writes_outputs(tmp_path):
 
 def test_too_few_points_are_skipped_with_the_reason(tmp_path):
     result = fit_sweep(_manifest(tmp_path, grades=3, fractions=(0.5, 1.0)), n_bootstrap=0)
-    assert "skipped" in result["per_axis"]["logloss_vs_params_dense"]
+    assert "skipped" in result["per_axis"]["logloss_vs_params_encoder"]
     assert "skipped" in result["joint"]["auc"]
     assert "skipped" in render_report(result)
 
@@ -57,7 +58,7 @@ def test_a_bend_is_reported_and_only_the_points_before_it_are_fitted(tmp_path):
             point["metrics"]["test_auc"] -= 0.05
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     result = fit_sweep(tmp_path, n_bootstrap=0)
-    fit = result["per_axis"]["logloss_vs_params_dense"]
+    fit = result["per_axis"]["logloss_vs_params_encoder"]
     assert fit["bend"]["best_x"] == pytest.approx(1e4 * 4**4)
     assert fit["n_points"] == 5 and fit["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.1)
     assert "the law bends" in render_report(result)
@@ -74,3 +75,32 @@ def test_no_allocation_is_made_up_when_model_size_does_not_matter(tmp_path):
     assert result["joint"]["logloss"]["at_bound"] == ["alpha"]
     assert "skipped" in result["compute_optimal"]["logloss"]
     assert "no power law identified" in render_report(result)
+
+
+def test_sequence_length_is_its_own_axis_and_n_is_the_encoder_without_its_head(tmp_path):
+    points = {}
+    for g in range(4):  # grades at their own L: encoder grows 4x per grade, the head is a constant 1e5
+        for f in (0.25, 0.5, 1.0):
+            enc, d = 1e4 * 4**g, 1e6 * f
+            loss = 0.40 + 3.0 / enc**0.3 + 20.0 / d**0.35 + 0.5 / 50**0.5
+            metrics = {"params_dense": enc + 1e5, "params_encoder": enc, "params_head": 1e5, "seq_len": 50,
+                       "flops_per_sample": 30 * enc, "train_samples": d, "test_logloss": loss, "test_auc": 1.3 - loss}
+            points[point_name(g, f, 0)] = {"grade": g, "fraction": f, "seed": 0, "seq_len_set": 0, "status": "done",
+                                           "wall_s": 1.0, "metrics": metrics}
+    for n in (25, 100, 200, 400):  # the largest grade at full data read more (or fewer) behaviours
+        enc = 1e4 * 4**3
+        loss = 0.40 + 3.0 / enc**0.3 + 20.0 / 1e6**0.35 + 0.5 / n**0.5
+        metrics = {"params_dense": enc + 1e5, "params_encoder": enc, "params_head": 1e5, "seq_len": n,
+                   "flops_per_sample": 30 * enc * n / 50, "train_samples": 1e6, "test_logloss": loss, "test_auc": 1.3 - loss}
+        points[point_name(3, 1.0, 0, n)] = {"grade": 3, "fraction": 1.0, "seed": 0, "seq_len_set": n, "status": "done",
+                                            "wall_s": 1.0, "metrics": metrics}
+    (tmp_path / "manifest.json").write_text(json.dumps({"points": points}))
+    result = fit_sweep(tmp_path, n_bootstrap=0)
+    # the size axis sees the encoder's own growth (4 grades, own L only), not the head-diluted dense count
+    size = result["per_axis"]["logloss_vs_params_encoder"]
+    assert size["n_points"] == 4 and size["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.05)
+    # the L axis: 4 lengths set plus the grade's own 50, at the largest grade and fraction
+    length = result["per_axis"]["logloss_vs_seq_len"]
+    assert length["n_points"] == 5 and length["coefficients"]["alpha"] == pytest.approx(0.5, rel=0.05)
+    assert result["joint"]["logloss"]["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.05)
+    assert "| 3 | 400 | 1 |" in render_report(result)
