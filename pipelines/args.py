@@ -84,6 +84,9 @@ class SynthArgs(SynthConfig):
         affinity_weight: weight of the recency-weighted history affinity in the click logit. Default: 4.0.
         recency_hours: decay time constant of the affinity. Default: 6.
         drift: per-event probability that an interest slot is redrawn. Default: 0.1.
+        difficulty: weight of the structure only capacity captures (item-to-item transitions, order and time-gap
+            effects, profile x behaviour interactions; 0 = the plain world; the Bayes AUC stays the ceiling).
+            Default: 0.
         block_users: users held in memory at once. Default: 20000.
     """
 

@@ -9,7 +9,17 @@ planted click probability is
             + device[d, c] + quality[i] + 0.4 * cos(2π (hour - 20) / 24)
 
 where ``affinity`` is the recency-weighted (exp(-Δt / tau)) share of past behaviours in the target's
-category or its neighbours, clicks counting 1 and views 0.25. Everything a model needs is in the
+category or its neighbours, clicks counting 1 and views 0.25.
+
+``difficulty`` > 0 plants structure that needs capacity, beside the category-level terms above:
+
+    logit += d * (2.0 * follows(target, last clicked item)       item-to-item transitions (I x 2 pairs)
+                  + 1.0 * [same category as the previous event and gap < 30 min]   order and time gap
+                  + gain[age, gender] * w_aff * affinity)        profile x behaviour interaction
+
+with a share 0.15·d of exposures drawn from the last clicked item's two follow-ups, so the pairs are
+seen often enough to be learnt. Memorising the transition pairs grows with the item count, so bigger
+models keep improving where the category-level world saturates; d = 0 is the plain world. Everything a model needs is in the
 features (history with actions and timestamps, profile, device, hour, item id), so the AUC of the
 true probabilities is the Bayes ceiling; a sequence-blind model cannot see the recency effect.
 
@@ -51,6 +61,8 @@ class SynthConfig(Config):
         affinity_weight: weight of the history affinity in the click logit. Default: 4.0.
         recency_hours: decay time constant tau of the affinity. Default: 6.
         drift: per-event probability that one interest slot is redrawn. Default: 0.1.
+        difficulty: weight of the capacity-hungry structure (item-to-item transitions, order and time-gap
+            effects, profile x behaviour interactions); 0 = the plain category-level world. Default: 0.
         block_users: users generated (and held in memory) at once. Default: 20000.
     """
 
@@ -62,6 +74,7 @@ class SynthConfig(Config):
     affinity_weight: float = 4.0
     recency_hours: float = 6.0
     drift: float = 0.1
+    difficulty: float = 0.0
     block_users: int = 20000
 
     def validate(self) -> None:
@@ -71,6 +84,7 @@ class SynthConfig(Config):
         require(self.events_per_user >= 2, "events_per_user must be >= 2")
         require(self.recency_hours > 0, "recency_hours must be > 0")
         require(0 <= self.drift <= 1, "drift must be in [0, 1]")
+        require(0 <= self.difficulty <= 4, "difficulty must be in [0, 4]")
         require(self.block_users >= 1, "block_users must be >= 1")
 
 
@@ -88,6 +102,8 @@ class World:
     device_pref: np.ndarray  # [N_DEVICE, C]
     age_interest: np.ndarray  # [N_AGE, C] prior of interest slots by age
     bias: float
+    follow_ups: np.ndarray  # [I, 2] items that follow a click on item i (difficulty > 0)
+    affinity_gain: np.ndarray  # [N_AGE, N_GENDER] profile x behaviour interaction (difficulty > 0)
 
 
 def make_world(cfg: SynthConfig) -> World:
@@ -107,6 +123,9 @@ def make_world(cfg: SynthConfig) -> World:
         device_pref=rng.normal(0.0, 0.3, (N_DEVICE, c)),
         age_interest=age_interest,
         bias=-1.9,
+        # drawn from their own stream so that difficulty 0 reproduces the plain world exactly
+        follow_ups=np.random.default_rng([cfg.seed, 3]).integers(0, cfg.items, (cfg.items, 2)),
+        affinity_gain=np.random.default_rng([cfg.seed, 4]).uniform(-0.6, 0.6, (N_AGE, N_GENDER)),
     )
 
 
@@ -146,6 +165,10 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
     aff_num, aff_den = np.zeros((n_users, c)), np.zeros(n_users)
     ts = EPOCH_START + rng.integers(0, 60 * 86400, n_users)
     tau = cfg.recency_hours * 3600.0
+    d = cfg.difficulty
+    # per user: last clicked item (-1 none), previous event's category (-1 none), gap to it in seconds
+    last_click, prev_cate = np.full(n_users, -1), np.full(n_users, -1)
+    gap_s = np.zeros(n_users)
     for t in range(int(n_ev.max())):
         act = by_len[: int((n_ev > t).sum())]  # users with more than t events: a prefix of by_len
         k = len(act)
@@ -153,6 +176,7 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
             short = rng.random(k) < 0.75
             gap = np.where(short, rng.exponential(600.0, k), rng.exponential(2 * 86400.0, k))
             ts[act] += 1 + gap.astype(np.int64)
+            gap_s[act] = 1 + gap
             decay = np.exp(-(1 + gap) / tau)
             aff_num[act] *= decay[:, None]
             aff_den[act] *= decay
@@ -163,14 +187,26 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
         from_slot = rng.random(k) < 0.7
         cate = np.where(from_slot, slots[act, rng.integers(0, N_SLOTS, k)], rng.choice(c, k, p=world.cate_mass))
         item = sampler.draw(rng, cate)
+        if d > 0:
+            follow = (rng.random(k) < 0.15 * d) & (last_click[act] >= 0)
+            picked = world.follow_ups[np.maximum(last_click[act], 0), rng.integers(0, 2, k)]
+            item = np.where(follow, picked, item)
+            cate = np.where(follow, world.item_cate[item], cate)
         device = np.where(rng.random(k) < 0.8, main_device[act], rng.integers(0, N_DEVICE, k))
         affinity = (aff_num[act] * world.cate_sim[cate]).sum(1) / (aff_den[act] + 0.5)
         hour = (ts[act] // 3600) % 24
         logit = (world.bias + cfg.affinity_weight * affinity + world.age_pref[age[act], cate]
                  + world.gender_pref[gender[act], cate] + world.device_pref[device, cate]
                  + world.item_quality[item] + 0.4 * np.cos(2 * np.pi * (hour - 20) / 24))
+        if d > 0:
+            follows = (world.follow_ups[np.maximum(last_click[act], 0)] == item[:, None]).any(1) & (last_click[act] >= 0)
+            session = (prev_cate[act] == cate) & (gap_s[act] < 1800)
+            gain = world.affinity_gain[age[act], gender[act]]
+            logit = logit + d * (2.0 * follows + 1.0 * session + gain * cfg.affinity_weight * affinity)
         p = 1.0 / (1.0 + np.exp(-logit))
         label = rng.random(k) < p
+        last_click[act] = np.where(label, item, last_click[act])
+        prev_cate[act] = cate
         aff_num[act, cate] += np.where(label, 1.0, 0.25)
         aff_den[act] += 1.0
         at = offsets[act] + t
