@@ -213,13 +213,13 @@ class TrainArgs(Config):
         ablate: deconstruction ablations kind:i,j[;kind:k], kind fixed | seqfree | stale_qk. Default: "".
         incremental: request-independent history tokens, so the model can also serve from a per-user state
             (needs a recurrent mixer, e.g. --mixer gated_deltanet; see suan.models.incremental). Default: False.
-        wiring: unified block wiring (suan, lightsuan): branches (the dual gate mixes the self- and
-            cross-attention outputs) or authors (the authors' post-norm block: the gate mixes the residual
-            stream with the cross output and adds the stream back). Default: branches.
+        wiring: unified block wiring (suan, lightsuan): authors (the authors' post-norm block: the gate mixes
+            the residual stream with the cross output and adds the stream back) or branches (the dual gate mixes
+            the self- and cross-attention outputs). Default: authors.
         candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
-            output, as the authors' head does (sequence archs). Default: False.
+            output, as the authors' head does (sequence archs; DNN and DIN heads always do). Default: True.
         pool_history: the head also reads the mean of the last layer's history outputs, as FuxiCTR's BST
-            pools its sequence outputs (sequence archs). Default: False.
+            pools its sequence outputs (sequence archs; DNN and DIN heads always do). Default: True.
         test: evaluate the best checkpoint on the test split at the end (``suan tune`` turns it off: test
             is read once, for the report). Default: True.
         log_every_n_steps: Default: 20.
@@ -270,9 +270,9 @@ class TrainArgs(Config):
     layer_router: bool = False
     ablate: str = ""
     incremental: bool = False
-    wiring: Literal["branches", "authors"] = "branches"
-    candidate_in_head: bool = False
-    pool_history: bool = False
+    wiring: Literal["branches", "authors"] = "authors"
+    candidate_in_head: bool = True
+    pool_history: bool = True
     test: bool = True
     log_every_n_steps: int = 20
     progress: bool = True

@@ -24,6 +24,10 @@ POSITIONS = ("relative", "rope", "none")
 HEADS = ("last", "histograph")
 ABLATIONS = ("fixed", "seqfree", "stale_qk")
 WIRINGS = ("branches", "authors")
+# ModelConfig's schema version, saved with every config. Version 1 (no ``version`` key) predates these
+# fields: a saved config that does not name them meant the values below, not today's defaults.
+MODEL_CONFIG_VERSION = 2
+V1_MEANING = {"wiring": "branches", "candidate_in_head": False, "pool_history": False, "embedding_init_std": 1.0}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,20 +92,26 @@ class ModelConfig(Config):
             to the last behaviour), the whole history is read (no cut to seq_len) and SUAN's dual gate pools
             the history causally. Needs a sequence arch, a recurrent mixer and head ``last``, no layer
             router. Default: False.
-        wiring: the unified block's wiring (suan, lightsuan): ``branches`` (pre-norm; the dual gate mixes the
-            self- and cross-attention outputs) or ``authors`` (the authors' post-norm block: the gate mixes the
-            residual stream with the cross output and the stream is added back). Default: branches.
+        wiring: the unified block's wiring (suan, lightsuan; other archs have no unified block): ``authors``
+            (the authors' post-norm block: the gate mixes the residual stream with the cross output and the
+            stream is added back, so self-attention is never switched off) or ``branches`` (pre-norm; the dual
+            gate mixes the self- and cross-attention outputs). Default: authors (measured better on valid
+            AUC on P-ML, 3 seeds, and P-AZ: docs/RESULTS.md).
         candidate_in_head: the head also reads the candidate's own field embeddings beside its encoder
-            output, as the authors' head does (sequence archs). Default: False.
+            output, as the authors' head does (sequence archs; the DNN and DIN heads always read them).
+            Default: True.
         pool_history: the head also reads the mean of the last layer's history outputs (one vector per row,
-            the same for every candidate), as FuxiCTR's BST pools its sequence outputs (sequence archs, head
-            ``last``, not incremental). Default: False.
+            the same for every candidate), as FuxiCTR's BST pools its sequence outputs (sequence archs; the
+            DNN and DIN heads always read a pooled history; incremental models keep its running sum in the
+            per-user state). Default: True.
         embedding_init_std: every embedding table (features, positions, time buckets) starts N(0, std²),
             padding rows zero; dense layers keep PyTorch's default (Kaiming-uniform, weights and biases in
             ±1/√fan_in). Default: 1e-4.
         chunk_by_length: in training, encode a batch's rows in chunks of similar history length, each
             at its own width (``suan.models.sequence.length_chunks``): the same outputs and gradients as
             one padded pass, fewer tokens when lengths differ (sequence archs). Default: True.
+        version: the schema version this config was written with (older ones are upgraded on load, see
+            :meth:`from_dict`). Default: 2.
     """
 
     arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
@@ -129,9 +139,17 @@ class ModelConfig(Config):
     incremental: bool = False
     chunk_by_length: bool = True
     embedding_init_std: float = 1e-4
-    wiring: Literal["branches", "authors"] = "branches"
-    candidate_in_head: bool = False
-    pool_history: bool = False
+    wiring: Literal["branches", "authors"] = "authors"
+    candidate_in_head: bool = True
+    pool_history: bool = True
+    version: int = MODEL_CONFIG_VERSION
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Rebuild a saved config, upgrading an older schema so that an old model loads as it was trained."""
+        if isinstance(data, dict) and "version" not in data:  # version 1
+            data = {**V1_MEANING, **data, "version": MODEL_CONFIG_VERSION}
+        return Config.from_dict.__func__(cls, data)
 
     def validate(self) -> None:
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
@@ -143,6 +161,8 @@ class ModelConfig(Config):
         require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")
         require(self.embedding_init_std > 0, "embedding_init_std must be > 0")
         require(self.wiring in WIRINGS, f"wiring must be one of {WIRINGS}")
+        require(self.version == MODEL_CONFIG_VERSION,
+                f"model config version {self.version} is not {MODEL_CONFIG_VERSION}: written by another SUAN release")
         self._validate_options()
 
     def _validate_options(self) -> None:
@@ -151,13 +171,8 @@ class ModelConfig(Config):
         require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
         ablations = parse_ablate(self.ablate, self.num_layers)
         sequence = self.arch not in ("dnn", "din")
-        require(sequence or (self.head == "last" and not self.layer_router and not ablations
-                             and not self.candidate_in_head and not self.pool_history),
-                "head, layer_router, ablate, candidate_in_head and pool_history need a sequence arch "
-                "(suan, lightsuan, bst, hstu)")
-        require(not self.pool_history or (self.head == "last" and not self.incremental),
-                "pool_history needs head 'last' and no incremental state")
-        require(self.wiring == "branches" or self.arch in ("suan", "lightsuan"), "wiring needs suan or lightsuan")
+        require(sequence or (self.head == "last" and not self.layer_router and not ablations),
+                "head, layer_router and ablate need a sequence arch (suan, lightsuan, bst, hstu)")
         spec = mixer_spec(self.mixer_name) if sequence else None
         require(spec is None or spec.softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
                 f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")

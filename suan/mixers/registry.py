@@ -35,6 +35,8 @@ class MixerSpec:
         recurrent: the class implements :class:`~suan.mixers.base.RecurrentMixer` (incremental scoring).
         softmax: attention is a softmax over explicit scores, so position encodings, the deconstruction
             ablations and sink calibration apply.
+        batch_coupled: a training forward moves buffers from the batch it sees (routing's centroid EMA), so
+            encoding a batch in length chunks is not the same as one pass: the model does not chunk it.
     """
 
     cls: type[Mixer]
@@ -43,6 +45,7 @@ class MixerSpec:
     doc: str
     recurrent: bool = False
     softmax: bool = False
+    batch_coupled: bool = False
 
     @property
     def constant_state(self) -> bool:
@@ -59,14 +62,15 @@ MIXERS: dict[str, MixerSpec] = {}
 
 
 def register(name: str, cls: type[Mixer], doc: str, candidate_isolation: bool = True, recurrent: bool = False,
-             softmax: bool = False, **defaults) -> None:
+             softmax: bool = False, batch_coupled: bool = False, **defaults) -> None:
     if name in MIXERS:
         raise ValueError(f"mixer {name!r} is registered twice")
     missing = [m for m in ("state_grows", "init_state", "step", "score_candidates") if not hasattr(cls, m)]
     if recurrent and missing:
         raise TypeError(f"mixer {name!r} is registered as recurrent but {cls.__name__} lacks {missing} "
                         f"({RecurrentMixer.__name__})")
-    MIXERS[name] = MixerSpec(cls, MappingProxyType(dict(defaults)), candidate_isolation, doc, recurrent, softmax)
+    MIXERS[name] = MixerSpec(cls, MappingProxyType(dict(defaults)), candidate_isolation, doc, recurrent, softmax,
+                             batch_coupled)
 
 
 def build_mixer(cfg: MixerConfig) -> Mixer:
@@ -92,7 +96,8 @@ register("nats_hybrid", NAtSHybrid, "NAtS-L hybrid: routed Gated DeltaNet state 
          recurrent=True)
 register("combiner", CombinerAttention, "Combiner: local block directly + mean-pooled earlier blocks, one softmax")
 register("transnext", AggregatedAttention, "TransNeXt aggregated attention: window + pooled blocks + learned tokens")
-register("routing", RoutingAttention, "Routing Transformer: online k-means clusters, causal attention within one")
+register("routing", RoutingAttention, "Routing Transformer: online k-means clusters, causal attention within one",
+         batch_coupled=True)
 register("span_search", SpanSearchAttention, "superlinear span search: top-k span summaries + local span, O(L^1.5)")
 register("dhsa", DHSAttention, "DHSA: session chunks scored by length-normalised sums, tokens of the top chunks")
 register("titans", TitansMemory, "Titans: softmax attention + gated linear memory written by surprise gradients")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from features.schema import FeatureMap
-from suan.config import ModelConfig, parse_ablate
+from suan.config import ModelConfig, mixer_spec, parse_ablate
 from suan.mixers.base import MixerConfig
 from suan.models.blocks import BLOCKS, UNIFIED_WIRINGS, UnifiedAttentionBlock
 from suan.models.histograph import HistographReadout
@@ -75,6 +75,7 @@ class SequenceCTR(CTRModel):
                                           cfg.dropout, **options) for i in range(cfg.num_layers))
         self.final_norm = nn.RMSNorm(d)
         self.readout = HistographReadout(d) if cfg.head == "histograph" else None
+        self.batch_coupled = mixer_spec(cfg.mixer_name).batch_coupled  # no length chunks: see MixerSpec
 
     def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, bool]:
         """Candidate outputs [B, C, D], profile tokens [B, P, D], and whether C came as one.
@@ -86,7 +87,7 @@ class SequenceCTR(CTRModel):
         single, C = self._candidate_ids_shape(batch)
         profile = self.embed.profile(batch)  # [B, P, D]
         chunks = None
-        if self.training and self.cfg.chunk_by_length and not self.cfg.incremental:
+        if self.training and self.cfg.chunk_by_length and not self.cfg.incremental and not self.batch_coupled:
             chunks = length_chunks(batch["hist_len"], self.cfg.seq_len, C)
         if chunks is None:
             return self._encode_rows(batch, profile, C), profile, single
@@ -122,10 +123,11 @@ class SequenceCTR(CTRModel):
         for block in self.blocks:
             x = block(x, ctx)
             states.append(x)
-        if self.readout is not None:
-            return self.readout(self.final_norm(torch.stack(states, dim=1)), n, C)  # [B, C, D]
         y = self.final_norm(x)  # [B, L, D]
-        out = gather_candidates(y, n, C)  # [B, C, D]
+        if self.readout is not None:
+            out = self.readout(self.final_norm(torch.stack(states, dim=1)), n, C)  # [B, C, D]
+        else:
+            out = gather_candidates(y, n, C)  # [B, C, D]
         if not self.cfg.pool_history:
             return out
         # the mean of the history outputs: candidates never reach them (causal mask), so it is one vector per row

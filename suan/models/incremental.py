@@ -8,7 +8,8 @@ mixer state (``state_grows`` False: aaren, linear_attn, gated_deltanet) one appe
 L = 10 and L = 10^4, and the state's size never changes.
 
 The state is a flat ``dict[str, Tensor]``, every entry with the batch B first: ``n`` [B] behaviours
-appended, ``last_ts`` [B] the latest behaviour's time, and ``layers.{i}.*`` each block's state.
+appended, ``last_ts`` [B] the latest behaviour's time, ``layers.{i}.*`` each block's state, and with
+``pool_history`` ``pool_sum`` [B, D], the running sum of the last layer's (normed) history outputs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class IncrementalCTR(nn.Module):
                  "last_ts": torch.zeros(batch, dtype=torch.int64, device=device)}
         for i, block in enumerate(self.model.blocks):
             state.update({f"layers.{i}.{k}": v for k, v in block.init_state(batch).items()})
+        if self.model.cfg.pool_history:
+            state["pool_sum"] = torch.zeros(batch, self.model.cfg.d_model, device=device)
         return state
 
     def append(self, state: dict[str, Tensor], behaviour: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -69,6 +72,8 @@ class IncrementalCTR(nn.Module):
         for i, block in enumerate(m.blocks):
             x, layer = block.step(x, ts, ctx, _layer(state, i))
             new.update({f"layers.{i}.{k}": v for k, v in layer.items()})
+        if m.cfg.pool_history:  # a history output is final once computed (causal), so its sum can run
+            new["pool_sum"] = state["pool_sum"] + m.final_norm(x)  # [B, D]
         return new
 
     def score(self, state: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
@@ -93,7 +98,11 @@ class IncrementalCTR(nn.Module):
         ts_c = target_ts.unsqueeze(1).expand(-1, C)  # [B, C]
         for i, block in enumerate(m.blocks):
             x = block.candidates(x, ts_c, ctx, _layer(state, i))  # [B, C, D]
-        return m.score_outputs(m.final_norm(x), batch, profile, single)
+        out = m.final_norm(x)  # [B, C, D]
+        if m.cfg.pool_history:
+            pooled = state["pool_sum"] / n.clamp(min=1).unsqueeze(1).to(out.dtype)  # [B, D]
+            out = torch.cat([out, pooled.unsqueeze(1).expand(-1, C, -1)], dim=-1)  # [B, C, 2D]
+        return m.score_outputs(out, batch, profile, single)
 
 
 def _layer(state: dict[str, Tensor], i: int) -> dict[str, Tensor]:

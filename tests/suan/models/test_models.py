@@ -112,3 +112,19 @@ def test_dense_parameters_split_into_encoder_and_head(fmap, arch):
     assert params["head"] == sum(p.numel() for p in model.head.parameters()) > 0
     assert params["encoder"] + params["head"] == params["dense"]
     assert (params["encoder"] > 0) == (arch != "dnn")  # a mean-pooling DNN has no encoder weights
+
+
+def test_a_config_saved_before_the_version_field_loads_as_it_was_trained(tmp_path):
+    from suan.config import MODEL_CONFIG_VERSION, V1_MEANING
+
+    today = ModelConfig.from_grade("suan", 1)
+    old = {k: v for k, v in today.to_dict().items() if k not in (*V1_MEANING, "version")}  # a version-1 file
+    loaded = ModelConfig.from_dict(old)
+    assert (loaded.wiring, loaded.candidate_in_head, loaded.pool_history, loaded.embedding_init_std) == \
+        ("branches", False, False, 1.0)
+    assert loaded.version == MODEL_CONFIG_VERSION
+    # a current file round-trips with today's values, and a file from a newer schema is refused
+    today.save(tmp_path / "model_config.json")
+    assert ModelConfig.load(tmp_path / "model_config.json") == today
+    with pytest.raises(ConfigError, match="version"):
+        ModelConfig.from_dict({**today.to_dict(), "version": MODEL_CONFIG_VERSION + 1})

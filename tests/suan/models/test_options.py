@@ -29,6 +29,8 @@ OPTIONS = {
     "authors_wiring": dict(wiring="authors"), "candidate_in_head": dict(candidate_in_head=True),
     "pool_history": dict(pool_history=True),
     "authors_full": dict(wiring="authors", candidate_in_head=True, pool_history=True),
+    "branches_plain": dict(wiring="branches", candidate_in_head=False, pool_history=False),
+    "histograph_pooled": dict(head="histograph", pool_history=True),
 }
 
 
