@@ -7,6 +7,7 @@ run function lives in its own module and is imported only when that command runs
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -396,16 +397,30 @@ class AnalyzeArgs(Config):
         require(0 <= self.sink_beta < 1, "sink_beta must be in [0, 1)")
 
 
-# the TrainArgs fields a compare variant may set, with their parsers
 def _flag(value: str) -> bool:
     return value.lower() in ("1", "true", "yes")
 
 
-VARIANT_FIELDS = {"mixer": str, "position": str, "head": str, "ablate": str, "local_window": int, "dilation": int,
-                  "dropout": float, "seq_len": int, "layer_router": _flag, "incremental": _flag,
-                  "bucket_by_length": _flag, "wiring": str, "candidate_in_head": _flag, "pool_history": _flag, "schedule": str,
-                  "embedding_l2": float, "embedding_l2_scope": str, "embedding_init_std": float, "lr": float,
-                  "batch_size": int, "plateau_factor": float, "warmup_steps": int}
+# where a run lives and how it is executed and recorded: set once per compare/sweep, never per variant
+_RUN_FIELDS = frozenset({"data", "out", "model", "grade", "seed", "resume", "mlflow_uri", "experiment", "progress",
+                         "log_every_n_steps", "test", "accelerator", "devices", "num_nodes", "strategy", "threads",
+                         "num_workers"})
+
+
+def _variant_fields() -> dict:
+    """Every other training field of ``suan train``, with its parser from the field's type (no hand-kept list)."""
+    parsers = {bool: _flag, int: int, float: float, str: str}
+    hints = typing.get_type_hints(TrainArgs)
+    out = {}
+    for f in dataclasses.fields(TrainArgs):
+        hint = hints[f.name]
+        base = type(typing.get_args(hint)[0]) if typing.get_origin(hint) is Literal else hint
+        if f.name not in _RUN_FIELDS and base in parsers:
+            out[f.name] = parsers[base]
+    return out
+
+
+VARIANT_FIELDS = _variant_fields()
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
@@ -432,11 +447,10 @@ class CompareArgs(Config):
     Args:
         data: prepared folder.
         out: folder of the runs and of comparison.json / comparison.md.
-        models: architectures or variants ``arch:field=value[/field=value]`` with fields among
-            mixer, position, head, layer_router, incremental, ablate, local_window, dilation, dropout, seq_len,
-            bucket_by_length, wiring, candidate_in_head, pool_history and the recipe's schedule, embedding_l2,
-            embedding_l2_scope, embedding_init_std, lr, batch_size, plateau_factor, warmup_steps (e.g.
-            ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``).
+        models: architectures or variants ``arch:field=value[/field=value]`` where a field is any training
+            option of ``suan train`` (model and recipe; not where the run lives or runs), e.g.
+            ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``,
+            ``suan:wiring=branches/pool_history=false``, ``dnn:grad_clip=5``.
             Default: suan,dnn,din,bst,hstu.
         seeds: seeds per model. Default: 0,1,2.
         grade: grade of every model. Default: 1.

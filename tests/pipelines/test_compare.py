@@ -18,9 +18,12 @@ def test_parse_variant_types_fields_and_keeps_colons_in_values():
     assert parse_variant("suan:ablate=fixed:0") == ("suan", {"ablate": "fixed:0"})
     assert parse_variant("suan:bucket_by_length=yes") == ("suan", {"bucket_by_length": True})
     assert run_name("suan:ablate=fixed:0") == "suan-ablate-fixed-0"
+    # every training field is addressable, typed from the dataclass (no hand-kept list to forget one)
+    assert parse_variant("dnn:grad_clip=5/precision=bf16-mixed/pool_history=false/embedding_lr=3e-3") == (
+        "dnn", {"grad_clip": 5.0, "precision": "bf16-mixed", "pool_history": False, "embedding_lr": 3e-3})
 
 
-@pytest.mark.parametrize(("spec", "reason"), [("gpt", "architecture"), ("suan:grade=1", "field=value"),
+@pytest.mark.parametrize(("spec", "reason"), [("gpt", "architecture"), ("suan:grade=1", "field=value"), ("suan:out=elsewhere", "field=value"),
                                               ("suan:mixer", "field=value"), ("suan:dilation=two", "dilation")])
 def test_bad_variants_are_rejected_with_the_reason(spec, reason):
     with pytest.raises(ConfigError, match=reason):
