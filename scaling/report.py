@@ -3,7 +3,8 @@
 Seeds are averaged per (grade, sequence length, fraction). The model size N is the encoder's
 non-embedding parameters: the MLP head is counted apart (at small grades it is most of the dense
 parameters and would hide the encoder's growth). Model-size axes (N, FLOPs per sample) use the runs
-at the largest data fraction; the data axis uses the runs of the largest grade; the sequence-length
+at the largest data fraction; the data axis uses the grade with the most data fractions (the largest
+such grade: a full grid's largest grade, a cheap sweep's one small grade); the sequence-length
 axis the runs of the largest grade at the largest fraction; the joint law uses every point at the
 grades' own lengths. A fit that the points cannot identify (fewer than 4
 distinct values on an axis) is recorded as skipped with the reason, never forced. Where an axis
@@ -61,8 +62,10 @@ def _axis_subset(points: list[dict], axis: str) -> list[dict]:
     if axis == "seq_len":
         return [p for p in points if p["grade"] == top_grade and p["fraction"] == top_fraction]
     own = _own_lengths(points)
-    if axis == "train_samples":
-        return [p for p in own if p["grade"] == top_grade]
+    if axis == "train_samples":  # the grade with the most data sizes (the largest among equals)
+        sizes = {g: len({p["fraction"] for p in own if p["grade"] == g}) for g in {p["grade"] for p in own}}
+        grade = max(sizes, key=lambda g: (sizes[g], g))
+        return [p for p in own if p["grade"] == grade]
     return [p for p in own if p["fraction"] == top_fraction]
 
 

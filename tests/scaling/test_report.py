@@ -104,3 +104,20 @@ def test_sequence_length_is_its_own_axis_and_n_is_the_encoder_without_its_head(t
     assert length["n_points"] == 5 and length["coefficients"]["alpha"] == pytest.approx(0.5, rel=0.05)
     assert result["joint"]["logloss"]["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.05)
     assert "| 3 | 400 | 1 |" in render_report(result)
+
+
+def test_an_l_shaped_sweep_fits_both_laws(tmp_path):
+    """Grades 0-3 at full data plus grade 0 at four data sizes (the demo's cheap shape): both axes fitted."""
+    points = {}
+    for g, f in [(g, 1.0) for g in range(4)] + [(0, f) for f in (0.125, 0.25, 0.5)]:
+        n, d = 1e4 * 4**g, 1e6 * f
+        loss = 0.40 + 3.0 / n**0.3 + 20.0 / d**0.35
+        metrics = {"params_encoder": n, "params_dense": n, "flops_per_sample": 30 * n, "train_samples": d,
+                   "test_logloss": loss, "test_auc": 1.3 - loss}
+        points[point_name(g, f, 0)] = {"grade": g, "fraction": f, "seed": 0, "status": "done", "wall_s": 1.0,
+                                       "metrics": metrics}
+    (tmp_path / "manifest.json").write_text(json.dumps({"points": points}))
+    result = fit_sweep(tmp_path, n_bootstrap=0)
+    size, data = result["per_axis"]["logloss_vs_params_encoder"], result["per_axis"]["logloss_vs_train_samples"]
+    assert size["n_points"] == 4 and data["n_points"] == 4  # data: grade 0's four sizes, not grade 3's one
+    assert data["coefficients"]["alpha"] == pytest.approx(0.35, rel=0.1)
