@@ -22,6 +22,7 @@ import torch
 
 from pipelines.args import SweepArgs, TrainArgs
 from pipelines.mfu import matmul_peak, mfu
+from pipelines.tracking import sqlite_lock
 from pipelines.train import run_train
 from scaling.manifest import load_manifest, point_name, save_manifest
 
@@ -89,10 +90,12 @@ def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {"grade": list(args.grades), "seq_len": list(args.seq_lens), "fraction": list(args.data_fractions),
              "seed": list(args.seeds)}
-    storage = optuna.storages.RDBStorage(args.storage, heartbeat_interval=60, grace_period=180,
-                                         failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
-    study = optuna.create_study(study_name=args.study or sweep.name, storage=storage, load_if_exists=True,
-                                sampler=optuna.samplers.GridSampler(space, seed=0), direction="minimize")
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    with sqlite_lock(args.storage):  # the first worker creates the schema and the study, the others load them
+        storage = optuna.storages.RDBStorage(args.storage, heartbeat_interval=60, grace_period=180,
+                                             heartbeat_stale_trial_callback=retry)
+        study = optuna.create_study(study_name=args.study or sweep.name, storage=storage, load_if_exists=True,
+                                    sampler=optuna.samplers.GridSampler(space, seed=0), direction="minimize")
     total = len(args.grades) * len(args.seq_lens) * len(args.data_fractions) * len(args.seeds)
 
     def objective(trial: optuna.Trial) -> float:

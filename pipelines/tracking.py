@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
 
 DEFAULT_STORE = Path("runs") / "mlflow"
-_CREATED: set[str] = set()
 
 
-def _create_sqlite_store(uri: str, db: Path) -> None:
-    """Create (or migrate) a SQLite store's schema once, under a file lock.
+@contextlib.contextmanager
+def sqlite_lock(url: str):
+    """Hold an exclusive file lock beside a ``sqlite:///`` database (nothing for other URLs).
 
-    Two processes opening a new store at once race in MLflow's schema creation ("table experiment_tags
-    already exists", alembic "expected to match one row"): measured with two sweep workers on one store.
+    Two processes opening a new SQLite store at once race in its schema creation: measured with two sweep
+    workers on one MLflow store ("table experiment_tags already exists") and on one Optuna storage (a
+    duplicate alembic version row). Creating a store inside this lock serialises them.
     """
-    if uri in _CREATED:
+    if not url.startswith("sqlite:///"):
+        yield
         return
-    from mlflow.tracking import MlflowClient
-
+    db = Path(url.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        MlflowClient(uri).search_experiments(max_results=1)
-    _CREATED.add(uri)
+        yield
 
 
 def tracking_uri(uri: str) -> tuple[str, str | None]:
@@ -36,13 +38,11 @@ def tracking_uri(uri: str) -> tuple[str, str | None]:
         # keep a local store's artifacts beside its database, not in the working directory
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
-        _create_sqlite_store(uri, db)
         return uri, (db.parent / "artifacts").resolve().as_uri()
     if uri:
         return uri, None
     store = DEFAULT_STORE.resolve()
     store.mkdir(parents=True, exist_ok=True)
-    _create_sqlite_store(f"sqlite:///{store / 'mlflow.db'}", store / "mlflow.db")
     return f"sqlite:///{store / 'mlflow.db'}", (store / "artifacts").as_uri()
 
 
@@ -55,7 +55,8 @@ def make_logger(uri: str, experiment: str, run_name: str, run_dir: Path):
     tracking, artifacts = tracking_uri(uri)
     id_file = run_dir / "mlflow_run_id"
     run_id = id_file.read_text().strip() if id_file.exists() else None
-    logger = MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=tracking,
-                          artifact_location=artifacts, run_id=run_id, log_model=False)
-    id_file.write_text(logger.run_id + "\n")
+    with sqlite_lock(tracking):  # the first run on a new store creates its schema
+        logger = MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=tracking,
+                              artifact_location=artifacts, run_id=run_id, log_model=False)
+        id_file.write_text(logger.run_id + "\n")
     return logger

@@ -25,6 +25,7 @@ import yaml
 from pipelines.args import TrainArgs, TuneArgs
 from pipelines.artifacts import load_model_dir
 from pipelines.evaluate import evaluate
+from pipelines.tracking import sqlite_lock
 from pipelines.train import run_train
 from suan.utils.config import ConfigError, require
 
@@ -95,12 +96,13 @@ def run_tune(args: TuneArgs) -> dict:
     mlflow_uri = args.mlflow_uri or f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}"
     # the heartbeat is how a study on shared storage notices a trial whose process died
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = optuna.storages.RDBStorage(args.storage or f"sqlite:///{(out / 'optuna.db').resolve()}",
-                                         heartbeat_interval=60, grace_period=180)
+    url = args.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1) if args.prune \
         else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=args.seed), pruner=pruner)
+    with sqlite_lock(url):  # several tuners started at once on a new storage: one creates its schema
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=optuna.samplers.TPESampler(seed=args.seed), pruner=pruner)
     study.set_user_attr("base", base)
 
     def objective(trial: optuna.Trial) -> float:
