@@ -38,7 +38,8 @@ case "$cmd" in
   test)
     setup
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-    exec "$VENV/bin/python" -m pytest "$@"
+    # one single-threaded test process per core (pytest-xdist): SUAN_TEST_WORKERS=0 runs them in this process
+    exec "$VENV/bin/python" -m pytest -n "${SUAN_TEST_WORKERS:-$(nproc)}" "$@"
     ;;
   setup)
     setup
