@@ -588,6 +588,9 @@ class SweepArgs(Config):
         max_epochs: as in train. Default: 50.
         batch_size: as in train. Default: 1024.
         lr: as in train. Default: 1e-3.
+        lrs: learning rates searched at every point, an axis (empty = ``lr`` only); the report keeps, per grade,
+            length and data size, the rate with the lowest *valid* logloss and plots valid logloss against the
+            rate per grade, so each grade is shown near its own optimum. Default: "".
         patience: as in train. Default: 2.
         eval_fraction: nested share of the valid/test rows evaluated at every point. Default: 1.0.
         bucket_by_length: length-bucketed training batches at every point (as in train). Default: False.
@@ -608,6 +611,7 @@ class SweepArgs(Config):
     max_epochs: int = TRAIN_DEFAULTS["max_epochs"]
     batch_size: int = TRAIN_DEFAULTS["batch_size"]
     lr: float = TRAIN_DEFAULTS["lr"]
+    lrs: tuple[float, ...] = ()
     patience: int = TRAIN_DEFAULTS["patience"]
     eval_fraction: float = 1.0
     bucket_by_length: bool = False
@@ -622,6 +626,7 @@ class SweepArgs(Config):
         require(bool(self.grades) and bool(self.data_fractions) and bool(self.seeds) and bool(self.seq_lens),
                 "empty grid")
         require(all(n >= 0 for n in self.seq_lens), "seq_lens must be >= 0 (0 = the grade's own)")
+        require(all(r > 0 for r in self.lrs), "lrs must be > 0")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,4 +1,4 @@
-"""``suan scale sweep``: grades x sequence lengths x data fractions x seeds, each trained by the normal pipeline.
+"""``suan scale sweep``: grades x lengths x data fractions x learning rates x seeds, each trained by the normal pipeline.
 
 Resumable: finished points are skipped, a failed point is recorded with its error and the sweep
 goes on; ``manifest.json`` is rewritten atomically after every point. All runs log to one MLflow
@@ -17,6 +17,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+import numpy as np
 import optuna
 import torch
 
@@ -28,21 +29,22 @@ from scaling.manifest import load_manifest, point_name, save_manifest
 
 
 def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: int, peak: float,
-              tag: str = "", seq_len: int = 0) -> dict:
+              tag: str = "", seq_len: int = 0, lr: float = 0.0) -> dict:
     """Train one point (resuming its run folder if it has a checkpoint); its manifest entry, done or failed.
 
     ``tag`` suffixes the run folder: in a shared sweep two workers may draw the same point at once, and each
     must own its folder.
     """
     uri = args.mlflow_uri or f"sqlite:///{(sweep / 'mlflow' / 'mlflow.db').resolve()}"
-    run = sweep / "runs" / (point_name(grade, fraction, seed, seq_len) + tag)
+    run = sweep / "runs" / (point_name(grade, fraction, seed, seq_len, lr) + tag)
     train = TrainArgs(data=args.data, out=str(run), model=args.model, grade=grade, seed=seed, seq_len=seq_len,
                       data_fraction=fraction, max_epochs=args.max_epochs, batch_size=args.batch_size,
-                      lr=args.lr, patience=args.patience, eval_fraction=args.eval_fraction,
+                      lr=lr or args.lr, patience=args.patience, eval_fraction=args.eval_fraction,
                       bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
                       progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
     start = time.perf_counter()
-    entry = {"grade": grade, "fraction": fraction, "seed": seed, "seq_len_set": seq_len, "run": str(run)}
+    entry = {"grade": grade, "fraction": fraction, "seed": seed, "seq_len_set": seq_len, "lr_set": lr,
+             "run": str(run)}
     try:
         metrics = run_train(train)
         entry.update(status="done", metrics=metrics,
@@ -54,7 +56,8 @@ def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: i
 
 
 def _name(entry: dict) -> str:
-    return point_name(entry["grade"], entry["fraction"], entry["seed"], entry.get("seq_len_set", 0))
+    return point_name(entry["grade"], entry["fraction"], entry["seed"], entry.get("seq_len_set", 0),
+                      entry.get("lr_set", 0.0))
 
 
 def _report(k: int, total: int, entry: dict) -> None:
@@ -73,12 +76,14 @@ def run_sweep(args: SweepArgs) -> dict:
     peak = manifest.setdefault("peak_flops", matmul_peak(device="cuda" if torch.cuda.is_available() else "cpu"))
     if args.storage:
         return _shared_sweep(args, sweep, manifest, peak)
-    grid = [(g, n, f, s) for g in args.grades for n in args.seq_lens for f in args.data_fractions for s in args.seeds]
-    for k, (grade, seq_len, fraction, seed) in enumerate(grid, start=1):
-        name = point_name(grade, fraction, seed, seq_len)
+    lrs = args.lrs or (0.0,)  # 0: the sweep's one lr, not an axis
+    grid = [(g, n, f, r, s) for g in args.grades for n in args.seq_lens for f in args.data_fractions for r in lrs
+            for s in args.seeds]
+    for k, (grade, seq_len, fraction, lr, seed) in enumerate(grid, start=1):
+        name = point_name(grade, fraction, seed, seq_len, lr)
         if manifest["points"].get(name, {}).get("status") == "done":
             continue
-        manifest["points"][name] = run_point(args, sweep, grade, fraction, seed, peak, seq_len=seq_len)
+        manifest["points"][name] = run_point(args, sweep, grade, fraction, seed, peak, seq_len=seq_len, lr=lr)
         save_manifest(sweep, manifest)
         _report(k, len(grid), manifest["points"][name])
     return manifest
@@ -89,19 +94,19 @@ def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {"grade": list(args.grades), "seq_len": list(args.seq_lens), "fraction": list(args.data_fractions),
-             "seed": list(args.seeds)}
+             "lr": list(args.lrs or (0.0,)), "seed": list(args.seeds)}
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
     with sqlite_lock(args.storage):  # the first worker creates the schema and the study, the others load them
         storage = optuna.storages.RDBStorage(args.storage, heartbeat_interval=60, grace_period=180,
                                              heartbeat_stale_trial_callback=retry)
         study = optuna.create_study(study_name=args.study or sweep.name, storage=storage, load_if_exists=True,
                                     sampler=optuna.samplers.GridSampler(space, seed=0), direction="minimize")
-    total = len(args.grades) * len(args.seq_lens) * len(args.data_fractions) * len(args.seeds)
+    total = int(np.prod([len(v) for v in space.values()]))
 
     def objective(trial: optuna.Trial) -> float:
         point = {k: trial.suggest_categorical(k, v) for k, v in space.items()}
         entry = run_point(args, sweep, point["grade"], point["fraction"], point["seed"], peak,
-                          tag=f"-t{trial.number}", seq_len=point["seq_len"])
+                          tag=f"-t{trial.number}", seq_len=point["seq_len"], lr=point["lr"])
         trial.set_user_attr("entry", {k: v for k, v in entry.items() if k != "traceback"})
         _report(trial.number + 1, total, entry)
         if entry["status"] != "done":

@@ -12,10 +12,12 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 
 
-def point_name(grade: int, fraction: float, seed: int, seq_len: int = 0) -> str:
-    """``g1-f0.5-s0``; with a sequence length set (0 = the grade's own), ``g1-L200-f0.5-s0``."""
+def point_name(grade: int, fraction: float, seed: int, seq_len: int = 0, lr: float = 0.0) -> str:
+    """``g1-f0.5-s0``; with a sequence length set (0 = the grade's own) ``g1-L200-f0.5-s0``; with a learning
+    rate searched (0 = the sweep's one lr) ``g1-f0.5-lr0.003-s0``."""
     length = f"-L{seq_len}" if seq_len else ""
-    return f"g{grade}{length}-f{fraction:g}-s{seed}"
+    rate = f"-lr{lr:g}" if lr else ""
+    return f"g{grade}{length}-f{fraction:g}{rate}-s{seed}"
 
 
 def load_manifest(sweep: str | Path) -> dict:

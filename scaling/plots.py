@@ -7,6 +7,7 @@
   runs overlaid in the same colour scale, a few iso-FLOP lines and the compute-optimal frontier.
 - ``plot_sweep_grid``: every measured point, no fit: the metric against model size with one line per
   data fraction, and against training samples with one line per grade (where a law bends shows here).
+- ``plot_lr_curves``: valid logloss against the learning rate per grade, the chosen rate ringed.
 """
 
 from __future__ import annotations
@@ -211,6 +212,38 @@ def plot_sweep_grid(points: list[dict], metric: str, path: str | Path, *, size_k
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"measured {_METRIC_NAME[metric]} of every sweep point")
+    return _save(fig, path)
+
+
+def plot_lr_curves(searched: list[dict], path: str | Path, dpi: int = 120) -> Path:
+    """Valid logloss against the learning rate, one line per (grade, length, data fraction), chosen rates ringed.
+
+    Args:
+        searched: points with ``grade``, ``seq_len_set``, ``fraction``, ``lr_set``, ``valid_logloss``, ``chosen``.
+        path: output PNG file.
+        dpi: resolution. Default: 120.
+
+    Returns:
+        The path written.
+    """
+    fig = Figure(figsize=(6.4, 4.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    cells = sorted({(p["grade"], p["seq_len_set"], p["fraction"]) for p in searched})
+    for grade, length, fraction in cells:
+        line = sorted((p for p in searched if (p["grade"], p["seq_len_set"], p["fraction"]) == (grade, length, fraction)),
+                      key=lambda p: p["lr_set"])
+        label = f"grade {grade}" + (f", L {length}" if length else "") + (f", data {fraction:g}" if fraction < 1 else "")
+        drawn = ax.plot([p["lr_set"] for p in line], [p["valid_logloss"] for p in line], marker="o", label=label)
+        best = [p for p in line if p["chosen"]]
+        ax.scatter([p["lr_set"] for p in best], [p["valid_logloss"] for p in best], s=160, facecolors="none",
+                   edgecolors=drawn[0].get_color(), linewidths=1.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("valid logloss (lower is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("learning rate per grade (ringed: chosen on valid)")
     return _save(fig, path)
 
 

@@ -22,11 +22,12 @@ import numpy as np
 
 from scaling.fit import compute_optimal, find_bend, fit_axis, fit_joint
 from scaling.manifest import load_manifest
-from scaling.plots import plot_axis_fit, plot_joint_contours, plot_sweep_grid
+from scaling.plots import plot_axis_fit, plot_joint_contours, plot_lr_curves, plot_sweep_grid
 
 AXES = {"params_encoder": "encoder parameters (non-embedding)", "flops_per_sample": "forward FLOPs per sample",
         "train_samples": "training samples", "seq_len": "behaviours read (L)"}
 METRICS = {"logloss": "test_logloss", "auc": "test_auc"}
+SELECT_ON = "valid_logloss"  # a searched learning rate is chosen on valid, never on test
 
 
 def sweep_points(manifest: dict) -> list[dict]:
@@ -34,19 +35,38 @@ def sweep_points(manifest: dict) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for p in manifest["points"].values():
         if p.get("status") == "done":
-            groups.setdefault((p["grade"], p.get("seq_len_set", 0), p["fraction"]), []).append(p)
+            groups.setdefault((p["grade"], p.get("seq_len_set", 0), p["fraction"], p.get("lr_set", 0.0)), []).append(p)
     out = []
-    for (grade, seq_len_set, fraction), runs in sorted(groups.items()):
+    for (grade, seq_len_set, fraction, lr_set), runs in sorted(groups.items()):
         # manifests written before the encoder/head split and the recorded L: dense parameters, L unknown
-        m = [{"params_encoder": r["metrics"]["params_dense"], "seq_len": float("nan"), **r["metrics"]} for r in runs]
-        row = {"grade": grade, "seq_len_set": seq_len_set, "fraction": fraction, "seeds": len(runs),
+        m = [{"params_encoder": r["metrics"].get("params_dense", np.nan), "seq_len": float("nan"), **r["metrics"]}
+             for r in runs]
+        row = {"grade": grade, "seq_len_set": seq_len_set, "fraction": fraction, "lr_set": lr_set, "seeds": len(runs),
                "wall_s": float(np.mean([r["wall_s"] for r in runs])),
                "samples_per_second": float(np.mean([r["metrics"].get("samples_per_second", np.nan) for r in runs])),
                "mfu": float(np.mean([r.get("mfu", np.nan) for r in runs]))}
         row.update({k: float(np.mean([x.get(k, np.nan) for x in m]))
-                    for k in (*AXES, *METRICS.values(), "params_dense", "params_head")})
+                    for k in (*AXES, *METRICS.values(), SELECT_ON, "params_dense", "params_head")})
         out.append(row)
     return out
+
+
+def tune_lr(points: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Per (grade, length, data size), the learning rate with the lowest valid logloss.
+
+    Returns the chosen points (every point when no rate was searched) and every searched point with a
+    ``chosen`` flag (empty when none was searched), for the loss-vs-lr curves.
+    """
+    cells: dict[tuple, list[dict]] = {}
+    for p in points:
+        cells.setdefault((p["grade"], p["seq_len_set"], p["fraction"]), []).append(p)
+    chosen, searched = [], []
+    for rows in cells.values():
+        best = min(rows, key=lambda r: r[SELECT_ON] if np.isfinite(r[SELECT_ON]) else np.inf)
+        chosen.append(best)
+        if len(rows) > 1:
+            searched += [{**r, "chosen": r is best} for r in rows]
+    return chosen, searched
 
 
 def _own_lengths(points: list[dict]) -> list[dict]:
@@ -74,8 +94,10 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
     sweep = Path(sweep)
     out = Path(out) if out else sweep
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    points = sweep_points(load_manifest(sweep))
-    result: dict = {"points": points, "per_axis": {}, "joint": {}, "compute_optimal": {}}
+    points, searched = tune_lr(sweep_points(load_manifest(sweep)))
+    result: dict = {"points": points, "lr_search": searched, "per_axis": {}, "joint": {}, "compute_optimal": {}}
+    if searched:
+        plot_lr_curves(searched, out / "plots" / "lr_search.png")
     for metric, key in METRICS.items():
         if points:
             plot_sweep_grid(_own_lengths(points), metric, out / "plots" / f"sweep_{metric}.png")
@@ -136,6 +158,7 @@ def render_report(result: dict) -> str:
                      f"{p['test_auc']:.4f} | {p['wall_s']:.0f} | {p.get('samples_per_second', float('nan')):,.0f} | "
                      f"{100 * p.get('mfu', float('nan')):.2f} % |")
     lines += ["", *(f"![measured {m}](plots/sweep_{m}.png)" for m in METRICS)]
+    lines += _lr_lines(result.get("lr_search", []))
     for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
         lines += ["", f"## {section}", ""]
         for name, fit in fits.items():
@@ -164,6 +187,24 @@ def render_report(result: dict) -> str:
             prefix = "joint_" if section == "Joint fits" else ""
             lines.append(f"\n  ![{name}](plots/{prefix}{name}.png)\n")
     return "\n".join(lines + _compute_optimal_lines(result.get("compute_optimal", {})))
+
+
+def _lr_lines(searched: list[dict]) -> list[str]:
+    """The learning-rate search: valid logloss per rate, the chosen one in bold, per grade, length and size."""
+    if not searched:
+        return []
+    lines = ["", "## Learning rate per point (chosen on valid logloss)", "",
+             "| grade | L | fraction | lr | valid logloss | test logloss |", "|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(searched, key=lambda r: (r["grade"], r["seq_len_set"], r["fraction"], r["lr_set"])):
+        mark = "**" if r["chosen"] else ""
+        lines.append(f"| {r['grade']} | {r.get('seq_len', float('nan')):.0f} | {r['fraction']:g} | {mark}{r['lr_set']:g}{mark} | "
+                     f"{r[SELECT_ON]:.4f} | {r['test_logloss']:.4f} |")
+    edge = sorted({(r["grade"], r["lr_set"]) for r in searched if r["chosen"] and r["lr_set"] in
+                   (min(x["lr_set"] for x in searched), max(x["lr_set"] for x in searched))})
+    if edge:
+        lines.append("\n- the chosen rate is at the edge of the searched range for (grade, lr) "
+                     f"{', '.join(f'({g}, {lr:g})' for g, lr in edge)}: widen the range there")
+    return lines + ["", "![valid logloss vs learning rate per grade](plots/lr_search.png)"]
 
 
 def _compute_optimal_lines(allocations: dict) -> list[str]:

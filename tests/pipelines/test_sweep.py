@@ -58,6 +58,16 @@ def test_sweep_passes_its_training_options_to_every_point(tmp_path, monkeypatch)
     assert {Path(c.out).name for c in calls} == set(manifest["points"])
 
 
+def test_a_learning_rate_axis_trains_each_rate_in_its_own_run(tmp_path, monkeypatch):
+    args = SweepArgs(data="unused", out=str(tmp_path / "sweep"), grades=(1,), data_fractions=(1.0,), lrs=(3e-4, 3e-3))
+    calls = []
+    monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
+    manifest = run_sweep(args)
+    assert [c.lr for c in calls] == [3e-4, 3e-3]
+    assert sorted(manifest["points"]) == ["g1-f1-lr0.0003-s0", "g1-f1-lr0.003-s0"]
+    assert {p["lr_set"] for p in manifest["points"].values()} == {3e-4, 3e-3}
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_sweep_through_optuna_storage(tiny_synthetic, tmp_path):
     import os

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from scaling.manifest import point_name
@@ -121,3 +122,29 @@ def test_an_l_shaped_sweep_fits_both_laws(tmp_path):
     size, data = result["per_axis"]["logloss_vs_params_encoder"], result["per_axis"]["logloss_vs_train_samples"]
     assert size["n_points"] == 4 and data["n_points"] == 4  # data: grade 0's four sizes, not grade 3's one
     assert data["coefficients"]["alpha"] == pytest.approx(0.35, rel=0.1)
+
+
+def test_a_searched_learning_rate_is_chosen_per_grade_on_valid_never_on_test(tmp_path):
+    points = {}
+    best_lr = {0: 3e-3, 1: 3e-3, 2: 1e-3, 3: 1e-3}  # planted: larger grades want a smaller rate
+    for g in range(4):
+        for lr in (1e-3, 3e-3, 1e-2):
+            n, d = 1e4 * 4**g, 1e6
+            loss = 0.40 + 3.0 / n**0.3 + 20.0 / d**0.35
+            miss = abs(np.log(lr / best_lr[g]))  # 0 at the planted optimum
+            # test logloss would pick 1e-2 everywhere: choosing on test would show here
+            metrics = {"params_encoder": n, "flops_per_sample": 30 * n, "train_samples": d,
+                       "valid_logloss": loss + 0.01 * miss, "test_logloss": loss + 0.01 * miss - (0.05 if lr == 1e-2 else 0),
+                       "test_auc": 1.3 - loss}
+            points[point_name(g, 1.0, 0, lr=lr)] = {"grade": g, "fraction": 1.0, "seed": 0, "lr_set": lr,
+                                                    "status": "done", "wall_s": 1.0, "metrics": metrics}
+    (tmp_path / "manifest.json").write_text(json.dumps({"points": points}))
+    result = fit_sweep(tmp_path, n_bootstrap=0)
+    chosen = {p["grade"]: p["lr_set"] for p in result["points"]}
+    assert chosen == best_lr and len(result["lr_search"]) == 12
+    # the fit sees one point per grade, each at its own best rate: the planted exponent comes back
+    size = result["per_axis"]["logloss_vs_params_encoder"]
+    assert size["n_points"] == 4 and size["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.05)
+    report = render_report(result)
+    assert "## Learning rate per point" in report and "| 2 | nan | 1 | **0.001** |" in report
+    assert (tmp_path / "plots" / "lr_search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
