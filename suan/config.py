@@ -178,6 +178,9 @@ class ModelConfig(Config):
                 f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")
         require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
         require(not (self.layer_router and ablations), "layer_router and ablate do not combine")
+        require(self.backend != "triton" or (self.sink_beta == 1 and not {"fixed", "seqfree"} & set(ablations.values())),
+                "backend triton: sink calibration and the fixed/seqfree ablations compute explicit attention "
+                "probabilities, which have no Triton kernel; use backend auto or torch")
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
         if self.incremental:
             self._validate_incremental(sequence)

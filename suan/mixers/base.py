@@ -72,6 +72,9 @@ class MixerConfig(Config):
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
         require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
         require(self.ablate in ("", "fixed", "seqfree", "stale_qk"), "ablate must be '', fixed, seqfree or stale_qk")
+        require(self.backend != "triton" or (self.sink_beta == 1 and self.ablate not in ("fixed", "seqfree")),
+                "backend triton: sink calibration and the fixed/seqfree ablations compute explicit attention "
+                "probabilities, which have no Triton kernel; use backend auto or torch")
 
 
 class Mixer(nn.Module):

@@ -68,11 +68,10 @@ class SoftmaxAttention(Mixer):
         if self.mix is not None or self.cfg.sink_beta < 1:
             num_targets = as_targets(num_targets, lengths)
             logits = self._logits(q, k, lengths, num_targets, timestamps)  # [B, H, L, L]
-            # the explicit-probability op has no Triton path: a triton model runs it on the vectorised torch path
-            backend = "torch" if self.cfg.backend == "triton" else self.cfg.backend
+            # the explicit-probability op has no Triton path: auto resolves to torch, triton is refused by the config
             y = calibrated_attention(logits, v, mask=self.key_mask(lengths, num_targets, x.shape[1]), lengths=lengths,
                                      num_targets=num_targets, beta=self.cfg.sink_beta, tau=self.cfg.sink_tau,
-                                     backend=backend)
+                                     backend=self.cfg.backend)
         else:
             y = self._attend(q, k, v, lengths, num_targets, timestamps)  # [B, H, L, D/H]
         if self.recorder is not None:

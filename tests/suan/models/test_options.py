@@ -164,6 +164,14 @@ def test_invalid_options_are_rejected(bad):
         ModelConfig.from_grade("suan", 2, **bad)
 
 
+@pytest.mark.parametrize("options", [dict(sink_beta=0.5), dict(ablate="fixed:0"), dict(ablate="seqfree:1")])
+def test_an_explicit_triton_backend_is_never_swapped_for_torch_silently(options):
+    # these compute explicit attention probabilities, which have no Triton kernel: a clear error, not a quiet torch run
+    with pytest.raises(ConfigError, match="no Triton kernel"):
+        ModelConfig.from_grade("suan", 2, backend="triton", **options)
+    ModelConfig.from_grade("suan", 2, backend="auto", **options)  # auto may pick torch: that is what auto means
+
+
 def test_options_need_a_fitting_arch_and_old_configs_still_load():
     for arch, bad in (("hstu", dict(position="rope")), ("bst", dict(layer_router=True)), ("dnn", dict(head="histograph")),
                       ("hstu", dict(sink_beta=0.5))):
