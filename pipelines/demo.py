@@ -33,8 +33,9 @@ def run_demo(args: DemoArgs) -> dict:
     _show_batch(out / "data")
     print(f"[3/6] training {', '.join(args.models)} at grade {args.grade} for {args.epochs} epoch(s)")
     results = _train_all(args, out)
-    print(_comparison(results, stats["splits"]["test"].get("oracle_auc")))
-    outcome = {"data": stats, "models": results}
+    popularity = _popularity(out / "data")
+    print(_comparison(results, stats["splits"]["test"].get("oracle_auc"), popularity))
+    outcome = {"data": stats, "models": results, "popularity": popularity}
     if "suan" in results:
         outcome["attention"] = _analyze(out)
     if args.sweep_grades:
@@ -145,8 +146,16 @@ def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
     return results
 
 
-def _comparison(results: dict[str, dict], oracle: float | None) -> str:
-    """The models by test AUC, each with its difference to SUAN on the same seed and data order (paired)."""
+def _popularity(data: Path) -> dict[str, float]:
+    """The floor every model must clear: candidates ranked by their training clicks."""
+    from features.stats import popularity_auc
+
+    return {split: popularity_auc(data, split) for split in ("valid", "test")}
+
+
+def _comparison(results: dict[str, dict], oracle: float | None, popularity: dict[str, float] | None = None) -> str:
+    """The models by test AUC, each with its difference to SUAN on the same seed and data order (paired),
+    between the popularity-ranking floor and the oracle ceiling."""
     ref = results.get("suan", {}).get("test_auc")
     lines = [f"{'model':<6} {'dense params':>12} {'valid AUC':>9} {'test AUC':>9} {'Δ vs suan':>9} {'test GAUC':>9} "
              f"{'logloss':>8} {'epochs':>6} {'samples/s':>9}"]
@@ -155,6 +164,9 @@ def _comparison(results: dict[str, dict], oracle: float | None) -> str:
         lines.append(f"{arch:<6} {m['params_dense']:>12,} {m['valid_auc']:>9.4f} {m['test_auc']:>9.4f} {delta} "
                      f"{m['test_gauc']:>9.4f} {m['test_logloss']:>8.4f} {m['epochs']:>6} "
                      f"{m['samples_per_second']:>9.0f}")
+    if popularity is not None:
+        lines.append(f"{'popul.':<6} {'':>12} {popularity['valid']:>9.4f} {popularity['test']:>9.4f}   "
+                     "(ranking candidates by their training clicks: the floor)")
     if oracle is not None:
         lines.append(f"{'oracle':<6} {'':>12} {'':>9} {oracle:>9.4f}   (AUC of the planted click probabilities)")
     return "\n".join(lines)
