@@ -197,8 +197,11 @@ class TrainArgs(Config):
         backend: attention backend (auto, naive, torch, triton). Default: auto.
         mixer: registry name of the self-attention mixer ("" = the arch's own; see suan.mixers.registry).
             Default: "".
-        local_window: LightSUAN local window k. Default: 8.
+        local_window: LightSUAN local window k (block, chunk or window size of other mixers: see each
+            mixer's docstring). Default: 8.
         dilation: LightSUAN dilation r. Default: 4.
+        num_blocks: the mixer's count setting: clusters per head (routing), chunks kept (dhsa), spans kept
+            (span_search), learned tokens (transnext). Default: 4.
         num_workers: DataLoader worker processes. Default: 0.
         mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
         experiment: MLflow experiment name. Default: suan.
@@ -257,6 +260,7 @@ class TrainArgs(Config):
     mixer: str = ""
     local_window: int = 8
     dilation: int = 4
+    num_blocks: int = 4
     num_workers: int = 0
     mlflow_uri: str = ""
     experiment: str = "suan"

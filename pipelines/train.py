@@ -40,7 +40,7 @@ def model_config(args: TrainArgs, fmap: FeatureMap) -> ModelConfig:
     return ModelConfig.from_grade(args.model, args.grade, seq_fields=len(fmap.by_role(Role.SEQ)), seq_len=seq_len,
                                   dropout=args.dropout, **mixer, backend=args.backend,
                                   negative_sampling_rate=args.negative_sampling_rate, local_window=args.local_window,
-                                  dilation=args.dilation, position=args.position, head=args.head,
+                                  dilation=args.dilation, num_blocks=args.num_blocks, position=args.position, head=args.head,
                                   layer_router=args.layer_router, ablate=args.ablate, incremental=args.incremental,
                                   embedding_init_std=args.embedding_init_std, wiring=args.wiring,
                                   candidate_in_head=args.candidate_in_head, pool_history=args.pool_history)

@@ -71,6 +71,8 @@ class ModelConfig(Config):
         max_attn_len: local attention window, 0 = unlimited. Default: 0.
         local_window: k, recent positions LightSUAN's sparse attention sees. Default: 8.
         dilation: r, LightSUAN also sees every r-th earlier position. Default: 4.
+        num_blocks: the mixer's count setting: clusters per head (routing), chunks kept (dhsa), spans kept
+            (span_search), learned tokens (transnext); see each mixer's docstring. Default: 4.
         backend: attention backend. Default: ``auto``.
         dropout: dropout on block outputs. Default: 0.0.
         negative_sampling_rate: share of true negatives kept when the data was made by sampling
@@ -127,6 +129,7 @@ class ModelConfig(Config):
     max_attn_len: int = 0
     local_window: int = 8
     dilation: int = 4
+    num_blocks: int = 4
     backend: str = "auto"
     dropout: float = 0.0
     negative_sampling_rate: float = 1.0
@@ -156,6 +159,7 @@ class ModelConfig(Config):
         require(self.num_layers >= 1 and self.seq_len >= 1, "num_layers and seq_len must be >= 1")
         require(self.d_model % self.num_heads == 0, "d_model must divide by num_heads")
         require(self.d_model >= 8, "d_model must be >= 8")
+        require(self.num_blocks >= 1, "num_blocks must be >= 1")
         require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
         require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")

@@ -181,7 +181,7 @@ def mixer_config(cfg: ModelConfig) -> MixerConfig:
     """The self-attention options of every layer of a sequence model (before per-layer ablations)."""
     return MixerConfig(name=cfg.mixer_name, d_model=cfg.d_model, num_heads=cfg.num_heads, max_len=cfg.seq_len + 1,
                        max_attn_len=cfg.max_attn_len, backend=cfg.backend, local_window=cfg.local_window,
-                       dilation=cfg.dilation, position=cfg.position, pos_bias=cfg.position == "relative",
+                       dilation=cfg.dilation, num_blocks=cfg.num_blocks, position=cfg.position, pos_bias=cfg.position == "relative",
                        sink_beta=cfg.sink_beta, sink_tau=cfg.sink_tau)
 
 

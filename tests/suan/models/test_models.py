@@ -128,3 +128,16 @@ def test_a_config_saved_before_the_version_field_loads_as_it_was_trained(tmp_pat
     assert ModelConfig.load(tmp_path / "model_config.json") == today
     with pytest.raises(ConfigError, match="version"):
         ModelConfig.from_dict({**today.to_dict(), "version": MODEL_CONFIG_VERSION + 1})
+
+
+def test_num_blocks_reaches_the_mixer_from_the_command_line(fmap):
+    from pipelines.args import TrainArgs, parse_variant
+    from pipelines.train import model_config
+
+    assert parse_variant("suan:mixer=routing/num_blocks=2") == ("suan", {"mixer": "routing", "num_blocks": 2})
+    args = TrainArgs(data="unused", out="unused", grade=1, mixer="routing", num_blocks=2)
+    model = build_model(model_config(args, fmap), fmap)
+    centroids = model.blocks[0].self_attn.centroids  # [H, C, D/H]: C = num_blocks clusters per head
+    assert centroids.shape[1] == 2
+    with pytest.raises(ConfigError):
+        ModelConfig.from_grade("suan", 1, num_blocks=0)
