@@ -96,6 +96,19 @@ def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelC
     return trainer, best, throughput
 
 
+def same_model_as_started(cfg: ModelConfig, out: Path) -> None:
+    """On resume, the model must be the one the checkpoint was trained as (defaults may have changed since)."""
+    saved = out / "model_config.json"
+    if not saved.exists():
+        return
+    started = ModelConfig.load(saved)  # an older file is upgraded to what it meant
+    diff = {f: (getattr(started, f), getattr(cfg, f)) for f in cfg.to_dict() if getattr(started, f) != getattr(cfg, f)}
+    if diff:
+        told = ", ".join(f"{f}: {a!r} then, {b!r} now" for f, (a, b) in sorted(diff.items()))
+        raise ConfigError(f"{out} was started with another model ({told}): resume with the options it was started "
+                          "with, or choose another --out")
+
+
 def fit_and_evaluate(trainer: L.Trainer, system: L.LightningModule, dm: ShardDataModule, best: ModelCheckpoint,
                      args: TrainArgs, out: Path) -> None:
     """Fit (resuming from ``last.ckpt`` when asked), then validate and test the best checkpoint."""
@@ -111,6 +124,8 @@ def run_train(args: TrainArgs, callbacks: tuple[L.Callback, ...] = ()) -> dict:
     """Train, evaluate, write the run folder; ``callbacks`` join the trainer's (``suan tune``'s pruning)."""
     out, dm = start_run(args)
     cfg = model_config(args, dm.fmap)
+    if args.resume:
+        same_model_as_started(cfg, out)
     system = CTRSystem(build_model(cfg, dm.fmap), args.optim(), l2_weights(args, dm))
     args.save(out / "train_config.yaml")
     cfg.save(out / "model_config.json")

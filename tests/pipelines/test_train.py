@@ -85,6 +85,16 @@ def test_refuses_to_overwrite_a_run_without_resume(trained, tiny_synthetic):
         run_train(_args(tiny_synthetic / "data", out))
 
 
+def test_resuming_with_another_model_is_refused_with_the_differences(trained, tiny_synthetic):
+    from suan.utils.config import ConfigError
+
+    out, _ = trained  # started with today's defaults: the authors' wiring
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(ConfigError, match="wiring: 'authors' then, 'branches' now"):
+        run_train(_args(tiny_synthetic / "data", out, resume=True, wiring="branches"))
+    assert sorted(p.name for p in out.rglob("*")) == before  # nothing written
+
+
 def _clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK", "RANK", "WORLD_SIZE",
                                                                     "NODE_RANK", "PL_", "GROUP_RANK"))}
