@@ -372,6 +372,32 @@ def compute_optimal(fit: PowerLawFit, flops: float, *, flops_per_param_sample: f
     return _allocation(fit, flops, flops_per_param_sample, float(np.exp(log_n)))
 
 
+def compute_optimal_ci(fit: PowerLawFit, flops: float, *, flops_per_param_sample: float = 6.0,
+                       level: float = 0.95) -> dict:
+    """Bootstrap interval of the compute-optimal N and D: the closed form at every resample's parameters.
+
+    Args:
+        fit: a joint fit with bootstrap resamples.
+        flops: budget C.
+        flops_per_param_sample: k. Default: 6.0.
+        level: coverage. Default: 0.95.
+
+    Returns:
+        ``{"n_opt": (lo, hi), "d_opt": (lo, hi)}``, empty when the fit has no resamples.
+    """
+    if len(fit.bootstrap_params) == 0:
+        return {}
+    _joint_params(fit)  # a joint fit, or a clear error
+    log_nd = _log_budget(flops, flops_per_param_sample)
+    boot = fit.bootstrap_params  # [R, P]: log E, log A, alpha, log B, beta
+    log_a, alpha, log_b, beta = boot[:, 1], boot[:, 2], boot[:, 3], boot[:, 4]
+    log_n = (np.log(alpha) + log_a - np.log(beta) - log_b + beta * log_nd) / (alpha + beta)  # [R]
+    q = 50.0 * (1.0 - level)
+    n_lo, n_hi = np.exp(np.percentile(log_n, [q, 100.0 - q]))
+    d_lo, d_hi = np.exp(log_nd) / n_hi, np.exp(log_nd) / n_lo  # D = (C / k) / N: the interval flips
+    return {"n_opt": (float(n_lo), float(n_hi)), "d_opt": (float(d_lo), float(d_hi))}
+
+
 def compute_optimal_numeric(
     fit: PowerLawFit, flops: float, *, flops_per_param_sample: float = 6.0
 ) -> ComputeOptimal:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.fit import compute_optimal, find_bend, fit_axis, fit_joint
+from scaling.fit import compute_optimal, compute_optimal_ci, find_bend, fit_axis, fit_joint
 from scaling.manifest import load_manifest
 from scaling.plots import plot_axis_fit, plot_joint_contours, plot_lr_curves, plot_sweep_grid
 
@@ -142,7 +142,8 @@ def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: in
         result["compute_optimal"][metric] = {"skipped": f"{', '.join(fit.at_bound)} not identified"}
         return
     budgets = [float(np.median(n * d)) * 6 * s for s in (1.0, 10.0, 100.0)]
-    result["compute_optimal"][metric] = [compute_optimal(fit, c).to_dict() for c in budgets]
+    result["compute_optimal"][metric] = [{**compute_optimal(fit, c).to_dict(), "ci": compute_optimal_ci(fit, c)}
+                                         for c in budgets]
 
 
 def render_report(result: dict) -> str:
@@ -214,8 +215,13 @@ def _compute_optimal_lines(allocations: dict) -> list[str]:
         if isinstance(rows, dict):
             lines.append(f"- **{metric}**: skipped — {rows['skipped']}")
             continue
-        lines += [f"**{metric}**", "", "| FLOP budget | N (params) | D (samples) | predicted |", "|---:|---:|---:|---:|"]
-        lines += [f"| {r['flops']:.3g} | {r['n_opt']:,.0f} | {r['d_opt']:,.0f} | {r['metric_opt']:.4f} |" for r in rows]
+        lines += [f"**{metric}**", "", "| FLOP budget | N (params) | 95% CI | D (samples) | 95% CI | predicted |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            ci = r.get("ci") or {}
+            n_ci, d_ci = (f"{ci[k][0]:,.0f} … {ci[k][1]:,.0f}" if k in ci else "no bootstrap" for k in ("n_opt", "d_opt"))
+            lines.append(f"| {r['flops']:.3g} | {r['n_opt']:,.0f} | {n_ci} | {r['d_opt']:,.0f} | {d_ci} | "
+                         f"{r['metric_opt']:.4f} |")
         lines.append("")
     return lines
 

@@ -253,3 +253,20 @@ def test_an_exponent_with_an_interval_over_two_orders_wide_is_not_identified(end
     resamples[:20, -1], resamples[20:, -1] = ends  # the 95 % interval is then exactly these ends
     wide = dataclasses.replace(fit, bootstrap_params=resamples)
     assert fit.at_bound == [] and wide.at_bound == (["alpha"] if flagged else [])
+
+
+def test_compute_optimal_interval_brackets_the_point_and_narrows_with_cleaner_data():
+    from scaling.fit import compute_optimal_ci
+
+    rng = np.random.default_rng(0)
+    n = np.repeat(1e4 * 4.0 ** np.arange(5), 5)
+    d = np.tile(1e6 * 2.0 ** np.arange(5), 5)
+    widths = []
+    for noise in (0.01, 0.002):
+        y = (0.40 + 3.0 / n**0.3 + 20.0 / d**0.35) * np.exp(noise * rng.standard_normal(len(n)))
+        fit = fit_joint(n, d, y, metric="logloss", axes=("params_encoder", "train_samples"), n_bootstrap=60)
+        budget = 6.0 * 1e5 * 4e6
+        point, ci = compute_optimal(fit, budget), compute_optimal_ci(fit, budget)
+        assert ci["n_opt"][0] <= point.n_opt <= ci["n_opt"][1] and ci["d_opt"][0] <= point.d_opt <= ci["d_opt"][1]
+        widths.append(np.log(ci["n_opt"][1] / ci["n_opt"][0]))
+    assert widths[1] < widths[0]  # five times less noise, a narrower interval
