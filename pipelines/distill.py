@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.system import DistillConfig, DistillSystem
-from pipelines.args import DistillArgs
+from pipelines.args import TRAIN_DEFAULTS, DistillArgs
 from pipelines.artifacts import load_model_dir, save_model_dir
 from pipelines.tracking import make_logger
 from pipelines.train import (
@@ -35,7 +35,10 @@ def run_distill(args: DistillArgs) -> dict:
         # a run folder of `suan train` or a model folder itself (e.g. another distillation's teacher_model/)
         teacher, teacher_cfg, _ = load_model_dir(given if (given / "model.pt").exists() else given / "model")
     else:
-        teacher_cfg = model_config(targs.replace(model=args.teacher_model, grade=args.teacher_grade), dm.fmap)
+        # the student's sparse pattern is not the teacher's: the teacher keeps its own mixer's defaults
+        teacher_args = targs.replace(model=args.teacher_model, grade=args.teacher_grade,
+                                     local_window=TRAIN_DEFAULTS["local_window"], dilation=TRAIN_DEFAULTS["dilation"])
+        teacher_cfg = model_config(teacher_args, dm.fmap)
         teacher = build_model(teacher_cfg, dm.fmap)
     system = DistillSystem(student, teacher, targs.optim(),
                            DistillConfig(mode=args.mode, temperature=args.temperature, weight=args.weight),

@@ -24,10 +24,12 @@ POSITIONS = ("relative", "rope", "none")
 HEADS = ("last", "histograph")
 ABLATIONS = ("fixed", "seqfree", "stale_qk")
 WIRINGS = ("branches", "authors")
-# ModelConfig's schema version, saved with every config. Version 1 (no ``version`` key) predates these
-# fields: a saved config that does not name them meant the values below, not today's defaults.
-MODEL_CONFIG_VERSION = 2
+# ModelConfig's schema version, saved with every config. Version 1 (no ``version`` key) predates the fields
+# below: a saved config that does not name them meant these values, not today's defaults. Version 2 could
+# hold a count (local_window, dilation, num_blocks) its mixer never read; version 3 refuses one.
+MODEL_CONFIG_VERSION = 3
 V1_MEANING = {"wiring": "branches", "candidate_in_head": False, "pool_history": False, "embedding_init_std": 1.0}
+MIXER_COUNTS = ("local_window", "dilation", "num_blocks")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -150,8 +152,8 @@ class ModelConfig(Config):
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         """Rebuild a saved config, upgrading an older schema so that an old model loads as it was trained."""
-        if isinstance(data, dict) and "version" not in data:  # version 1
-            data = {**V1_MEANING, **data, "version": MODEL_CONFIG_VERSION}
+        if isinstance(data, dict) and data.get("version", 1) < MODEL_CONFIG_VERSION:
+            data = _upgrade(data)
         return Config.from_dict.__func__(cls, data)
 
     def validate(self) -> None:
@@ -178,6 +180,7 @@ class ModelConfig(Config):
         require(sequence or (self.head == "last" and not self.layer_router and not ablations),
                 "head, layer_router and ablate need a sequence arch (suan, lightsuan, bst, hstu)")
         spec = mixer_spec(self.mixer_name) if sequence else None
+        self._validate_mixer_counts(spec)
         require(spec is None or spec.softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
                 f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")
         require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
@@ -188,6 +191,18 @@ class ModelConfig(Config):
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
         if self.incremental:
             self._validate_incremental(sequence)
+
+    def _validate_mixer_counts(self, spec) -> None:
+        """A count set away from its default must be read by the mixer: never ignored silently."""
+        reads = dict(spec.cls.settings) if spec is not None else {}
+        if self.layer_router:  # the router's sparse branch reads the LightSUAN pattern whatever the mixer
+            reads.update(local_window="the router's sparse window k", dilation="the router's sparse dilation r")
+        fields = type(self).__dataclass_fields__
+        for name in MIXER_COUNTS:
+            told = getattr(self, name) != fields[name].default
+            read = ", ".join(f"{k} ({v})" for k, v in reads.items()) or "none of local_window, dilation, num_blocks"
+            require(not told or name in reads, f"{self.arch} with mixer {self.mixer_name!r} does not read {name} "
+                                               f"(it reads {read}); leave it at {fields[name].default}")
 
     def _validate_incremental(self, sequence: bool) -> None:
         from suan.mixers.registry import mixer_names
@@ -220,6 +235,22 @@ class ModelConfig(Config):
     @property
     def mixer_name(self) -> str:
         return self.mixer or DEFAULT_MIXER[self.arch]
+
+
+def _upgrade(data: dict) -> dict:
+    """A saved config of an older schema as the current one, meaning what it meant when it was trained."""
+    data = {**V1_MEANING, **data} if "version" not in data else dict(data)
+    arch = data.get("arch", "")
+    sequence = arch not in ("dnn", "din")
+    reads = set()
+    if sequence and (data.get("mixer") or DEFAULT_MIXER.get(arch)):
+        reads = set(mixer_spec(data.get("mixer") or DEFAULT_MIXER[arch]).cls.settings)
+    if data.get("layer_router"):
+        reads |= {"local_window", "dilation"}
+    fields = ModelConfig.__dataclass_fields__
+    # a count the mixer never read had no effect on the trained model: back to its default
+    data.update({name: fields[name].default for name in MIXER_COUNTS if name in data and name not in reads})
+    return {**data, "version": MODEL_CONFIG_VERSION}
 
 
 def mixer_spec(name: str):

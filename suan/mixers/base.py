@@ -78,7 +78,13 @@ class MixerConfig(Config):
 
 
 class Mixer(nn.Module):
-    """Base class: subclasses implement ``forward`` with this signature."""
+    """Base class: subclasses implement ``forward`` with this signature.
+
+    ``settings`` names the generic counts of :class:`MixerConfig` a mixer reads (``local_window``,
+    ``dilation``, ``num_blocks``) with what each means for it; a mixer reads none by default.
+    """
+
+    settings: ClassVar[dict[str, str]] = {}
 
     def forward(self, x: Tensor, *, lengths: Tensor, num_targets: Tensor, timestamps: Tensor) -> Tensor:
         raise NotImplementedError

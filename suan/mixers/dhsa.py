@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from suan.mixers.qkv import BiasedQKVMixer
@@ -23,6 +25,9 @@ class DHSAttention(BiasedQKVMixer):
             m each query keeps (a budget of at most m·c tokens); ``pos_bias``/``time_bias`` switch the
             learned biases.
     """
+
+    # what the generic MixerConfig counts mean here (ModelConfig refuses a setting a mixer does not read)
+    settings: ClassVar[dict[str, str]] = {"local_window": "longest session chunk c", "num_blocks": "chunks kept"}
 
     block_role = "the longest chunk"
 

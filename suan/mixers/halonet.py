@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from suan.mixers.qkv import BiasedQKVMixer
@@ -15,6 +17,9 @@ class HaloAttention(BiasedQKVMixer):
         cfg: :class:`MixerConfig`; ``local_window`` is the block size b (>= 1), the halo is ``b // 2``
             earlier positions; ``pos_bias``/``time_bias`` switch the learned biases.
     """
+
+    # what the generic MixerConfig counts mean here (ModelConfig refuses a setting a mixer does not read)
+    settings: ClassVar[dict[str, str]] = {"local_window": "block size b (halo b // 2)"}
 
     block_role = "the block size"
 

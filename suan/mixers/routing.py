@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,6 +27,9 @@ class RoutingAttention(BiasedQKVMixer):
             the capacity w (the most recent same-cluster keys a query sees); ``pos_bias``/``time_bias``
             switch the learned biases.
     """
+
+    # what the generic MixerConfig counts mean here (ModelConfig refuses a setting a mixer does not read)
+    settings: ClassVar[dict[str, str]] = {"local_window": "capacity: keys a query attends to within its cluster", "num_blocks": "clusters per head"}
 
     def __init__(self, cfg: MixerConfig) -> None:
         super().__init__(cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from suan.mixers.qkv import BiasedQKVMixer
@@ -15,6 +17,9 @@ class SpanSearchAttention(BiasedQKVMixer):
         cfg: :class:`MixerConfig`; ``local_window`` is the span size s (>= 1), ``num_blocks`` the spans k
             each query keeps; ``pos_bias``/``time_bias`` switch the learned biases.
     """
+
+    # what the generic MixerConfig counts mean here (ModelConfig refuses a setting a mixer does not read)
+    settings: ClassVar[dict[str, str]] = {"local_window": "span size s", "num_blocks": "spans kept k"}
 
     block_role = "the span size"
 

@@ -6,6 +6,8 @@ ablations, recording) apply unchanged; only the mask and the fast op differ.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from suan.mixers.softmax_attn import SoftmaxAttention
@@ -20,6 +22,9 @@ class SparseAttention(SoftmaxAttention):
         cfg: :class:`MixerConfig`; ``local_window`` (k) and ``dilation`` (r) set the pattern,
             ``pos_bias``/``time_bias`` switch the learned biases.
     """
+
+    # what the generic MixerConfig counts mean here (ModelConfig refuses a setting a mixer does not read)
+    settings: ClassVar[dict[str, str]] = {"local_window": "recent positions k", "dilation": "every r-th earlier position"}
 
     def key_mask(self, lengths: Tensor, num_targets: Tensor, seq_len: int) -> Tensor:
         return sparse_attention_mask(lengths, num_targets, seq_len, self.cfg.local_window, self.cfg.dilation,

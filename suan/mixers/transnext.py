@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -18,6 +20,9 @@ class AggregatedAttention(BiasedQKVMixer):
             pooling block b (>= 1), ``num_blocks`` the learned key/value tokens per head;
             ``pos_bias``/``time_bias`` switch the learned biases.
     """
+
+    # what the generic MixerConfig counts mean here (ModelConfig refuses a setting a mixer does not read)
+    settings: ClassVar[dict[str, str]] = {"local_window": "fine window w and pooling block b", "num_blocks": "learned key/value tokens per head"}
 
     block_role = "window and pool size"
 

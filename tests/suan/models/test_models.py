@@ -141,3 +141,16 @@ def test_num_blocks_reaches_the_mixer_from_the_command_line(fmap):
     assert centroids.shape[1] == 2
     with pytest.raises(ConfigError):
         ModelConfig.from_grade("suan", 1, num_blocks=0)
+
+
+def test_a_mixer_count_the_mixer_does_not_read_is_refused_and_old_files_drop_it():
+    with pytest.raises(ConfigError, match="does not read num_blocks"):
+        ModelConfig.from_grade("suan", 1, num_blocks=8)  # softmax attention has no blocks
+    with pytest.raises(ConfigError, match="does not read local_window"):
+        ModelConfig.from_grade("bst", 1, local_window=16)
+    assert ModelConfig.from_grade("suan", 1, mixer="routing", num_blocks=8).num_blocks == 8
+    assert ModelConfig.from_grade("lightsuan", 1, local_window=16).local_window == 16
+    # a version-2 file could hold an ignored count (a distillation teacher got the student's window): it loads,
+    # with the count back at its default, which is what the trained model used
+    old = {**ModelConfig.from_grade("suan", 1).to_dict(), "version": 2, "local_window": 16}
+    assert ModelConfig.from_dict(old).local_window == 8
