@@ -38,8 +38,9 @@ case "$cmd" in
   test)
     setup
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-    # one single-threaded test process per core (pytest-xdist): SUAN_TEST_WORKERS=0 runs them in this process
-    exec "$VENV/bin/python" -m pytest -n "${SUAN_TEST_WORKERS:-$(nproc)}" "$@"
+    # one single-threaded test process per core (pytest-xdist; worksteal evens out the minute-long tests):
+    # SUAN_TEST_WORKERS=0 runs them in this process
+    exec "$VENV/bin/python" -m pytest -n "${SUAN_TEST_WORKERS:-$(nproc)}" --dist worksteal "$@"
     ;;
   setup)
     setup
