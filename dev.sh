@@ -37,10 +37,11 @@ case "$cmd" in
     ;;
   test)
     setup
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
     # one single-threaded test process per core (pytest-xdist; worksteal evens out the minute-long tests):
-    # SUAN_TEST_WORKERS=0 runs them in this process
-    exec "$VENV/bin/python" -m pytest -n "${SUAN_TEST_WORKERS:-$(nproc)}" --dist worksteal "$@"
+    # SUAN_TEST_WORKERS=0 runs them in this process. Cores counted before OMP_NUM_THREADS is set: nproc obeys it.
+    workers=${SUAN_TEST_WORKERS:-$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)}
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+    exec "$VENV/bin/python" -m pytest -n "$workers" --dist worksteal "$@"
     ;;
   setup)
     setup
