@@ -85,9 +85,9 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
     import shutil
 
     from pipelines.args import SweepArgs
-    from pipelines.mfu import matmul_peak, mfu
-    from pipelines.sweep import run_sweep
-    from scaling.manifest import point_name, save_manifest
+    from pipelines.mfu import matmul_peak
+    from pipelines.sweep import entry_name, mark_done, point_entry, run_sweep
+    from scaling.manifest import save_manifest
     from scaling.report import fit_sweep
 
     sweep = out / "sweep"
@@ -97,10 +97,9 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
         # the full-data point at the demo's grade is the SUAN run of stage 3 (same data, grade, epochs, seed,
         # recipe): recorded from it instead of trained twice
         peak = matmul_peak()
-        entry = {"grade": args.grade, "fraction": 1.0, "seed": args.seed, "seq_len_set": 0, "lr_set": 0.0,
-                 "run": str(out / "runs" / "suan"), "status": "done", "metrics": suan, "wall_s": suan["wall_s"],
-                 "mfu": mfu(suan["flops_per_sample"], suan["samples_per_second"], peak)}
-        save_manifest(sweep, {"points": {point_name(args.grade, 1.0, args.seed): entry}, "peak_flops": peak})
+        entry = mark_done(point_entry(args.grade, 1.0, args.seed, out / "runs" / "suan"), suan, peak)
+        entry["wall_s"] = suan["wall_s"]
+        save_manifest(sweep, {"points": {entry_name(entry): entry}, "peak_flops": peak})
     run_sweep(SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades, seeds=(args.seed,),
                         data_fractions=args.sweep_fractions, max_epochs=args.epochs, mlflow_uri=_mlflow_uri(out)))
     result = fit_sweep(sweep, n_bootstrap=100)

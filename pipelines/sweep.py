@@ -43,25 +43,34 @@ def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: i
                       bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
                       progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
     start = time.perf_counter()
-    entry = {"grade": grade, "fraction": fraction, "seed": seed, "seq_len_set": seq_len, "lr_set": lr,
-             "run": str(run)}
+    entry = point_entry(grade, fraction, seed, run, seq_len, lr)
     try:
-        metrics = run_train(train)
-        entry.update(status="done", metrics=metrics,
-                     mfu=mfu(metrics.get("flops_per_sample", 0.0), metrics.get("samples_per_second", 0.0), peak))
+        mark_done(entry, run_train(train), peak)
     except Exception as exc:  # noqa: BLE001 - a failed point is recorded, the sweep goes on
         entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     entry["wall_s"] = time.perf_counter() - start
     return entry
 
 
-def _name(entry: dict) -> str:
+def point_entry(grade: int, fraction: float, seed: int, run: Path, seq_len: int = 0, lr: float = 0.0) -> dict:
+    """A point's manifest entry before its outcome (``seq_len``/``lr`` 0: the grade's own L, the sweep's lr)."""
+    return {"grade": grade, "fraction": fraction, "seed": seed, "seq_len_set": seq_len, "lr_set": lr, "run": str(run)}
+
+
+def mark_done(entry: dict, metrics: dict, peak: float) -> dict:
+    """Record a finished point's metrics and its MFU against ``peak``."""
+    entry.update(status="done", metrics=metrics,
+                 mfu=mfu(metrics.get("flops_per_sample", 0.0), metrics.get("samples_per_second", 0.0), peak))
+    return entry
+
+
+def entry_name(entry: dict) -> str:
     return point_name(entry["grade"], entry["fraction"], entry["seed"], entry.get("seq_len_set", 0),
                       entry.get("lr_set", 0.0))
 
 
 def _report(k: int, total: int, entry: dict) -> None:
-    name = _name(entry)
+    name = entry_name(entry)
     auc = entry.get("metrics", {}).get("test_auc", float("nan"))
     print(f"[{k}/{total}] {name}: {entry['status']} test AUC {auc:.4f} ({entry['wall_s']:.0f} s)", flush=True)
 
@@ -119,7 +128,7 @@ def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> 
         entry = trial.user_attrs.get("entry")
         if entry is None:
             continue
-        name = _name(entry)
+        name = entry_name(entry)
         if manifest["points"].get(name, {}).get("status") != "done":  # a retried point's success wins
             manifest["points"][name] = entry
     manifest["storage"] = args.storage

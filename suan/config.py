@@ -30,6 +30,8 @@ WIRINGS = ("branches", "authors")
 MODEL_CONFIG_VERSION = 3
 V1_MEANING = {"wiring": "branches", "candidate_in_head": False, "pool_history": False, "embedding_init_std": 1.0}
 MIXER_COUNTS = ("local_window", "dilation", "num_blocks")
+TRITON_NEEDS_NO_PROBS = ("backend triton: sink calibration and the fixed/seqfree ablations compute explicit attention "
+                         "probabilities, which have no Triton kernel; use backend auto or torch")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -115,7 +117,7 @@ class ModelConfig(Config):
             at its own width (``suan.models.sequence.length_chunks``): the same outputs and gradients as
             one padded pass, fewer tokens when lengths differ (sequence archs). Default: True.
         version: the schema version this config was written with (older ones are upgraded on load, see
-            :meth:`from_dict`). Default: 2.
+            :meth:`from_dict`). Default: 3.
     """
 
     arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
@@ -180,23 +182,20 @@ class ModelConfig(Config):
         require(sequence or (self.head == "last" and not self.layer_router and not ablations),
                 "head, layer_router and ablate need a sequence arch (suan, lightsuan, bst, hstu)")
         spec = mixer_spec(self.mixer_name) if sequence else None
-        self._validate_mixer_counts(spec)
+        self._validate_mixer_counts()
         require(spec is None or spec.softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
                 f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")
         require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
         require(not (self.layer_router and ablations), "layer_router and ablate do not combine")
         require(self.backend != "triton" or (self.sink_beta == 1 and not {"fixed", "seqfree"} & set(ablations.values())),
-                "backend triton: sink calibration and the fixed/seqfree ablations compute explicit attention "
-                "probabilities, which have no Triton kernel; use backend auto or torch")
+                TRITON_NEEDS_NO_PROBS)
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
         if self.incremental:
             self._validate_incremental(sequence)
 
-    def _validate_mixer_counts(self, spec) -> None:
+    def _validate_mixer_counts(self) -> None:
         """A count set away from its default must be read by the mixer: never ignored silently."""
-        reads = dict(spec.cls.settings) if spec is not None else {}
-        if self.layer_router:  # the router's sparse branch reads the LightSUAN pattern whatever the mixer
-            reads.update(local_window="the router's sparse window k", dilation="the router's sparse dilation r")
+        reads = mixer_reads(self.arch, self.mixer, self.layer_router)
         fields = type(self).__dataclass_fields__
         for name in MIXER_COUNTS:
             told = getattr(self, name) != fields[name].default
@@ -240,17 +239,21 @@ class ModelConfig(Config):
 def _upgrade(data: dict) -> dict:
     """A saved config of an older schema as the current one, meaning what it meant when it was trained."""
     data = {**V1_MEANING, **data} if "version" not in data else dict(data)
-    arch = data.get("arch", "")
-    sequence = arch not in ("dnn", "din")
-    reads = set()
-    if sequence and (data.get("mixer") or DEFAULT_MIXER.get(arch)):
-        reads = set(mixer_spec(data.get("mixer") or DEFAULT_MIXER[arch]).cls.settings)
-    if data.get("layer_router"):
-        reads |= {"local_window", "dilation"}
+    reads = mixer_reads(data.get("arch", ""), data.get("mixer", ""), data.get("layer_router", False))
     fields = ModelConfig.__dataclass_fields__
     # a count the mixer never read had no effect on the trained model: back to its default
     data.update({name: fields[name].default for name in MIXER_COUNTS if name in data and name not in reads})
     return {**data, "version": MODEL_CONFIG_VERSION}
+
+
+def mixer_reads(arch: str, mixer: str, layer_router: bool) -> dict[str, str]:
+    """The generic counts (``MIXER_COUNTS``) a model reads, each with what it means there: its mixer's
+    ``settings``, and the LightSUAN pattern of a layer router's sparse branch (none for DNN and DIN)."""
+    name = (mixer or DEFAULT_MIXER.get(arch, "")) if arch not in ("dnn", "din") else ""
+    reads = dict(mixer_spec(name).cls.settings) if name else {}
+    if layer_router:
+        reads.update(local_window="the router's sparse window k", dilation="the router's sparse dilation r")
+    return reads
 
 
 def mixer_spec(name: str):

@@ -16,6 +16,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from suan.config import TRITON_NEEDS_NO_PROBS
 from suan.ops.common.backend import BACKENDS
 from suan.utils.config import Config, require
 
@@ -73,8 +74,7 @@ class MixerConfig(Config):
         require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
         require(self.ablate in ("", "fixed", "seqfree", "stale_qk"), "ablate must be '', fixed, seqfree or stale_qk")
         require(self.backend != "triton" or (self.sink_beta == 1 and self.ablate not in ("fixed", "seqfree")),
-                "backend triton: sink calibration and the fixed/seqfree ablations compute explicit attention "
-                "probabilities, which have no Triton kernel; use backend auto or torch")
+                TRITON_NEEDS_NO_PROBS)
 
 
 class Mixer(nn.Module):

@@ -123,7 +123,8 @@ class SequenceCTR(CTRModel):
         for block in self.blocks:
             x = block(x, ctx)
             states.append(x)
-        y = self.final_norm(x)  # [B, L, D]
+        # the last layer's normed outputs [B, L, D], needed by the plain head and by the pooled history
+        y = self.final_norm(x) if self.readout is None or self.cfg.pool_history else None
         if self.readout is not None:
             out = self.readout(self.final_norm(torch.stack(states, dim=1)), n, C)  # [B, C, D]
         else:
@@ -132,8 +133,7 @@ class SequenceCTR(CTRModel):
             return out
         # the mean of the history outputs: candidates never reach them (causal mask), so it is one vector per row
         w = valid_tokens(n, L).unsqueeze(-1).to(y.dtype)  # [B, L, 1] history tokens only
-        pooled = (y * w).sum(1) / w.sum(1).clamp(min=1.0)  # [B, D]
-        return torch.cat([out, pooled.unsqueeze(1).expand(-1, C, -1)], dim=-1)  # [B, C, 2D]
+        return with_pooled_history(out, (y * w).sum(1) / w.sum(1).clamp(min=1.0))
 
     def score_outputs(self, out: Tensor, batch: dict[str, Tensor], profile: Tensor, single: bool) -> Tensor:
         """Candidate outputs [B, C, D] → logits, beside the candidate's own embeddings when the head reads them."""
@@ -175,6 +175,11 @@ class PoolingCTR(CTRModel):
 def take_rows(batch: dict[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
     """The rows ``idx`` of every batch tensor (all have the batch as their first dimension)."""
     return {k: v[idx] for k, v in batch.items()}
+
+
+def with_pooled_history(out: Tensor, pooled: Tensor) -> Tensor:
+    """Candidate outputs [B, C, D] beside the row's pooled history [B, D] → [B, C, 2D] (the head's layout)."""
+    return torch.cat([out, pooled.unsqueeze(1).expand(-1, out.shape[1], -1)], dim=-1)
 
 
 def mixer_config(cfg: ModelConfig) -> MixerConfig:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from suan.mixers.registry import MIXERS
-from suan.models.ctr import SequenceCTR
+from suan.models.ctr import SequenceCTR, with_pooled_history
 from suan.ops.common.masks import log_time_bucket
 
 
@@ -100,8 +100,7 @@ class IncrementalCTR(nn.Module):
             x = block.candidates(x, ts_c, ctx, _layer(state, i))  # [B, C, D]
         out = m.final_norm(x)  # [B, C, D]
         if m.cfg.pool_history:
-            pooled = state["pool_sum"] / n.clamp(min=1).unsqueeze(1).to(out.dtype)  # [B, D]
-            out = torch.cat([out, pooled.unsqueeze(1).expand(-1, C, -1)], dim=-1)  # [B, C, 2D]
+            out = with_pooled_history(out, state["pool_sum"] / n.clamp(min=1).unsqueeze(1).to(out.dtype))
         return m.score_outputs(out, batch, profile, single)
 
 
