@@ -199,9 +199,12 @@ class ModelConfig(Config):
         fields = type(self).__dataclass_fields__
         for name in MIXER_COUNTS:
             told = getattr(self, name) != fields[name].default
-            read = ", ".join(f"{k} ({v})" for k, v in reads.items()) or "none of local_window, dilation, num_blocks"
+            read = ", ".join(f"{k} as its {v}" for k, v in reads.items()) or "none of local_window, dilation, num_blocks"
             require(not told or name in reads, f"{self.arch} with mixer {self.mixer_name!r} does not read {name} "
                                                f"(it reads {read}); leave it at {fields[name].default}")
+        # the mixer's own options validate the values it reads (a block of 0, a dilation of 0, ...)
+        mixer_options_class(self.arch, self.mixer, self.layer_router).from_counts(
+            local_window=self.local_window, dilation=self.dilation, num_blocks=self.num_blocks)
 
     def _validate_incremental(self, sequence: bool) -> None:
         from suan.mixers.registry import mixer_names
@@ -247,13 +250,19 @@ def _upgrade(data: dict) -> dict:
 
 
 def mixer_reads(arch: str, mixer: str, layer_router: bool) -> dict[str, str]:
-    """The generic counts (``MIXER_COUNTS``) a model reads, each with what it means there: its mixer's
-    ``settings``, and the LightSUAN pattern of a layer router's sparse branch (none for DNN and DIN)."""
-    name = (mixer or DEFAULT_MIXER.get(arch, "")) if arch not in ("dnn", "din") else ""
-    reads = dict(mixer_spec(name).cls.settings) if name else {}
-    if layer_router:
-        reads.update(local_window="the router's sparse window k", dilation="the router's sparse dilation r")
-    return reads
+    """The generic counts (``MIXER_COUNTS``) a model reads, each with the field of its mixer's options it
+    sets (:func:`mixer_options_class`), e.g. ``{"local_window": "block"}``."""
+    return mixer_options_class(arch, mixer, layer_router).reads()
+
+
+def mixer_options_class(arch: str, mixer: str, layer_router: bool) -> type:
+    """The options dataclass a model's mixer takes (``Mixer.options``): a layer router's is LightSUAN's
+    sparse branch's (its full branch has none); DNN and DIN have no mixer (the base, no fields)."""
+    from suan.mixers.base import MixerOptions
+
+    if arch in ("dnn", "din"):
+        return MixerOptions
+    return mixer_spec("sparse" if layer_router else (mixer or DEFAULT_MIXER.get(arch, ""))).cls.options
 
 
 def mixer_spec(name: str):

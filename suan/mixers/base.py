@@ -11,7 +11,7 @@ scored from it; the contract test checks that this equals the full forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -19,6 +19,29 @@ from torch import Tensor, nn
 from suan.config import TRITON_NEEDS_NO_PROBS
 from suan.ops.common.backend import BACKENDS
 from suan.utils.config import Config, require
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MixerOptions(Config):
+    """A mixer's own settings, each field meaning one thing for that mixer (this base has none).
+
+    Each mixer names its subclass (``Mixer.options``). ``counts`` maps every field to the generic count of
+    ``ModelConfig`` and the command line (``local_window``, ``dilation``, ``num_blocks``) that sets it, so
+    the one flag ``--local-window`` can be a window, a block, a span or a chunk without the mixer's code
+    having to know.
+    """
+
+    counts: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_counts(cls, **counts: int) -> MixerOptions:
+        """These options from the generic counts (``local_window=8, dilation=4, num_blocks=4``)."""
+        return cls(**{name: counts[count] for name, count in cls.counts.items()})
+
+    @classmethod
+    def reads(cls) -> dict[str, str]:
+        """Generic count → the field it sets here, e.g. ``{"local_window": "block"}``."""
+        return {count: name for name, count in cls.counts.items()}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,10 +57,8 @@ class MixerConfig(Config):
         backend: ``auto`` | ``naive`` | ``torch`` | ``triton``. Default: ``auto``.
         pos_bias: learned relative-position bias. Default: True.
         time_bias: learned log time-gap bucket bias. Default: True.
-        local_window: k, the most recent positions every query sees (sparse mixers). Default: 8.
-        dilation: r, every r-th earlier position is also seen (sparse mixers). Default: 4.
-        num_blocks: the count knob of the hierarchical mixers: clusters (``routing``), selected spans
-            (``span_search``) or chunks (``dhsa``), learned key/value tokens (``transnext``). Default: 4.
+        options: the mixer's own settings, an instance of its ``Mixer.options`` class (the base
+            :class:`MixerOptions` = that mixer's defaults). Default: ``MixerOptions()``.
         position: ``relative`` (learned bias when ``pos_bias``) | ``rope`` (rotary q/k by token position) |
             ``none`` (softmax mixers). Default: relative.
         sink_beta: inference-time sink calibration factor, 1.0 = off (softmax mixers). Default: 1.0.
@@ -54,9 +75,7 @@ class MixerConfig(Config):
     backend: str = "auto"
     pos_bias: bool = True
     time_bias: bool = True
-    local_window: int = 8
-    dilation: int = 4
-    num_blocks: int = 4
+    options: MixerOptions = field(default_factory=MixerOptions)
     position: str = "relative"
     sink_beta: float = 1.0
     sink_tau: float = 5.0
@@ -67,8 +86,6 @@ class MixerConfig(Config):
         require(self.d_model % self.num_heads == 0, f"d_model {self.d_model} must divide by num_heads {self.num_heads}")
         require(self.max_len >= 1 and self.max_attn_len >= 0, "max_len >= 1 and max_attn_len >= 0")
         require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
-        require(self.local_window >= 0 and self.dilation >= 1, "local_window must be >= 0 and dilation >= 1")
-        require(self.num_blocks >= 1, "num_blocks must be >= 1")
         require(self.position in ("relative", "rope", "none"), "position must be relative, rope or none")
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
         require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
@@ -80,11 +97,10 @@ class MixerConfig(Config):
 class Mixer(nn.Module):
     """Base class: subclasses implement ``forward`` with this signature.
 
-    ``settings`` names the generic counts of :class:`MixerConfig` a mixer reads (``local_window``,
-    ``dilation``, ``num_blocks``) with what each means for it; a mixer reads none by default.
+    ``options`` is the dataclass of the mixer's own settings (none by default), read as ``cfg.options``.
     """
 
-    settings: ClassVar[dict[str, str]] = {}
+    options: ClassVar[type[MixerOptions]] = MixerOptions
 
     def forward(self, x: Tensor, *, lengths: Tensor, num_targets: Tensor, timestamps: Tensor) -> Tensor:
         raise NotImplementedError

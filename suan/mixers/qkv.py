@@ -16,19 +16,10 @@ from suan.ops.common.masks import TIME_BUCKETS
 
 
 class BiasedQKVMixer(Mixer):
-    """``x [B, L, D]`` → q, k, v ``[B, H, L, D/H]`` → :meth:`attend` → ``[B, L, D]``.
-
-    Class attributes:
-        block_role: what ``local_window`` means for this mixer when it must be >= 1 (e.g. "the block
-            size"); "" when any ``local_window >= 0`` is fine.
-    """
-
-    block_role = ""
+    """``x [B, L, D]`` → q, k, v ``[B, H, L, D/H]`` → :meth:`attend` → ``[B, L, D]``."""
 
     def __init__(self, cfg: MixerConfig) -> None:
         super().__init__()
-        if self.block_role and cfg.local_window < 1:
-            raise ValueError(f"{cfg.name} needs local_window ({self.block_role}) >= 1, got {cfg.local_window}")
         self.cfg = cfg
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 
 from suan.mixers.aaren import Aaren
-from suan.mixers.base import Mixer, MixerConfig, RecurrentMixer
+from suan.mixers.base import Mixer, MixerConfig, MixerOptions, RecurrentMixer
 from suan.mixers.combiner import CombinerAttention
 from suan.mixers.dhsa import DHSAttention
 from suan.mixers.gated_deltanet import GatedDeltaNet
@@ -74,10 +74,17 @@ def register(name: str, cls: type[Mixer], doc: str, candidate_isolation: bool = 
 
 
 def build_mixer(cfg: MixerConfig) -> Mixer:
-    """Instantiate the mixer named by ``cfg.name`` (its implied defaults applied)."""
+    """Instantiate the mixer named by ``cfg.name`` (its implied defaults applied; the base
+    :class:`MixerOptions` stands for the mixer's own default options)."""
     if cfg.name not in MIXERS:
         raise ConfigError(f"unknown mixer {cfg.name!r}; registered: {sorted(MIXERS)}")
     spec = MIXERS[cfg.name]
+    own = spec.cls.options
+    if type(cfg.options) is MixerOptions and own is not MixerOptions:
+        cfg = cfg.replace(options=own())
+    if type(cfg.options) is not own:
+        raise ConfigError(f"mixer {cfg.name!r} takes {own.__name__} options "
+                          f"{sorted(f.name for f in fields(own))}, got {type(cfg.options).__name__}")
     return spec.cls(cfg.replace(**spec.defaults) if spec.defaults else cfg)
 
 
@@ -88,7 +95,7 @@ register("softmax", SoftmaxAttention, "plain softmax attention, no bias (BST)", 
 register("hstu", HSTUAttention, "HSTU pointwise SiLU attention + relative bias")
 register("sparse", SparseAttention, "LightSUAN local window + dilated softmax attention with the relative bias",
          softmax=True)
-register("halonet", HaloAttention, "HaloNet blocked local attention: block of local_window + half-block halo")
+register("halonet", HaloAttention, "HaloNet blocked local attention: a block + half-block halo")
 register("aaren", Aaren, "Aaren: a learned query attends over each prefix (attention as an RNN)", recurrent=True)
 register("linear_attn", LinearAttention, "causal linear attention, elu+1 feature map, normalised", recurrent=True)
 register("gated_deltanet", GatedDeltaNet, "Gated DeltaNet: delta-rule state with a learned decay", recurrent=True)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from suan.mixers.base import MixerConfig
+from suan.mixers.base import MixerConfig, MixerOptions
 from suan.mixers.registry import build_mixer
 from suan.ops.common.masks import as_targets, valid_tokens
 
@@ -24,17 +24,18 @@ FULL, SPARSE = 0, 1
 
 
 class RoutedAttention(nn.Module):
-    """Router + full (``softmax_rel``) and sparse (``sparse``) branches sharing the mixer options.
+    """Router + full (``softmax_rel``) and sparse (``sparse``) branches sharing the layer's mixer config.
 
     Args:
-        cfg: the layer's :class:`MixerConfig` (its name is replaced per branch).
+        cfg: the layer's :class:`MixerConfig` (its name is replaced per branch; its options are the sparse
+            branch's :class:`~suan.mixers.sparse_attn.SparseOptions`).
         temperature: Gumbel-softmax temperature in training. Default: 1.0.
     """
 
     def __init__(self, cfg: MixerConfig, temperature: float = 1.0) -> None:
         super().__init__()
-        self.full = build_mixer(cfg.replace(name="softmax_rel"))
-        self.sparse = build_mixer(cfg.replace(name="sparse"))
+        self.full = build_mixer(cfg.replace(name="softmax_rel", options=MixerOptions()))  # full attention: no options
+        self.sparse = build_mixer(cfg.replace(name="sparse"))  # cfg.options: SparseOptions (or the base = its defaults)
         self.gate = nn.Linear(cfg.d_model, 2)
         self.temperature = temperature
         self.recorder: Any = None

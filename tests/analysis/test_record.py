@@ -11,7 +11,7 @@ from features.schema import FeatureMap
 from suan.analysis.record import attention_layers, record_attention, without_relative_bias
 from suan.config import ModelConfig
 from suan.mixers.base import MixerConfig
-from suan.mixers.registry import build_mixer
+from suan.mixers.registry import MIXERS, build_mixer
 from suan.models.counts import example_batch
 from suan.models.ctr import build_model
 
@@ -73,8 +73,8 @@ class _Keep:
                                            ("softmax_rel", dict(sink_beta=0.2, sink_tau=1.2)),
                                            ("sparse", dict(ablate="fixed"))])
 def test_recorded_probabilities_reproduce_the_mixer_output(name, options):
-    mixer = build_mixer(MixerConfig(name=name, d_model=16, num_heads=2, max_len=12, local_window=2, dilation=3,
-                                    **options)).eval()
+    own = MIXERS[name].cls.options.from_counts(local_window=2, dilation=3, num_blocks=4)
+    mixer = build_mixer(MixerConfig(name=name, d_model=16, num_heads=2, max_len=12, options=own, **options)).eval()
     with torch.no_grad():
         for p in mixer.parameters():
             p.normal_(0.0, 0.5)

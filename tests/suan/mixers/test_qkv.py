@@ -1,12 +1,15 @@
-"""The shared q/k/v frame of the biased mixers: the block-size rule and one parameter layout for all."""
+"""The shared q/k/v frame of the biased mixers (one parameter layout for all) and each mixer's own options."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
-from suan.mixers.base import MixerConfig
+from suan.mixers.base import MixerConfig, MixerOptions
 from suan.mixers.qkv import BiasedQKVMixer
 from suan.mixers.registry import MIXERS, build_mixer
+from suan.utils.config import ConfigError
 
 FRAMED = sorted(name for name, spec in MIXERS.items() if issubclass(spec.cls, BiasedQKVMixer))
 
@@ -19,10 +22,26 @@ def test_the_hierarchical_mixers_share_the_frame():
     assert {"combiner", "halonet", "span_search", "dhsa", "routing", "transnext"} <= set(FRAMED)
 
 
-@pytest.mark.parametrize("name", [n for n in FRAMED if MIXERS[n].cls.block_role])
-def test_a_block_size_below_one_is_refused_with_its_meaning(name):
-    with pytest.raises(ValueError, match=f"{name} needs local_window \\({MIXERS[name].cls.block_role}\\) >= 1"):
-        build_mixer(_cfg(name, local_window=0))
+@pytest.mark.parametrize("name", [n for n in sorted(MIXERS) if fields(MIXERS[n].cls.options)])
+def test_each_option_of_a_mixer_refuses_a_negative_count_naming_the_mixer_and_field(name):
+    own = MIXERS[name].cls.options
+    assert issubclass(own, MixerOptions) and set(own.counts) == {f.name for f in fields(own)}
+    for f in fields(own):
+        with pytest.raises(ConfigError, match=f"{name}: .*{f.name}"):
+            own(**{f.name: -1})
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(MIXERS) if fields(MIXERS[n].cls.options)])
+def test_a_mixer_takes_its_own_options_and_the_base_means_its_defaults(name):
+    own = MIXERS[name].cls.options
+    assert build_mixer(_cfg(name)).cfg.options == own()
+    counts = {"local_window": 3, "dilation": 2, "num_blocks": 5}
+    told = own.from_counts(**counts)
+    assert {f.name: getattr(told, f.name) for f in fields(own)} == {f: counts[c] for f, c in own.counts.items()}
+    assert build_mixer(_cfg(name, options=told)).cfg.options == told
+    other = next(MIXERS[n].cls.options for n in sorted(MIXERS) if MIXERS[n].cls.options not in (own, MixerOptions))
+    with pytest.raises(ConfigError, match=f"mixer '{name}' takes {own.__name__}"):
+        build_mixer(_cfg(name, options=other()))
 
 
 @pytest.mark.parametrize("name", FRAMED)

@@ -10,6 +10,7 @@ from features.schema import FeatureMap
 from suan.config import ModelConfig
 from suan.mixers.base import MixerConfig
 from suan.mixers.registry import build_mixer
+from suan.mixers.sparse_attn import SparseOptions
 from suan.models.counts import count_params, example_batch, suan_params
 from suan.models.ctr import build_model
 from suan.models.layer_router import RoutedAttention
@@ -130,8 +131,8 @@ def test_fixed_mixing_starts_uniform_and_seqfree_ignores_content():
 
 def test_layer_router_picks_one_branch_in_eval_and_trains_the_gate():
     x, kw = _mixer_inputs()
-    routed = RoutedAttention(MixerConfig(name="softmax_rel", d_model=16, num_heads=2, max_len=8, local_window=1,
-                                         dilation=3))
+    routed = RoutedAttention(MixerConfig(name="softmax_rel", d_model=16, num_heads=2, max_len=8,
+                                         options=SparseOptions(window=1, dilation=3)))
     with torch.no_grad():
         routed.gate.weight.zero_()
         for bias, branch in (([5.0, -5.0], routed.full), ([-5.0, 5.0], routed.sparse)):

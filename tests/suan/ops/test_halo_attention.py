@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suan.mixers.base import MixerConfig
-from suan.mixers.registry import build_mixer
+from suan.config import ModelConfig
 from suan.ops.halo_attention import halo_attention, halo_mask
 from suan.ops.rel_attention import rel_attention
+from suan.utils.config import ConfigError
 from tests.suan.ops.slot_checks import (
     brute_query_positions,
     check_close,
@@ -83,6 +83,6 @@ def test_bad_arguments_raise():
 
 
 @pytest.mark.parametrize("name", ["halonet", "combiner", "transnext", "span_search", "dhsa"])
-def test_block_sized_mixers_reject_a_zero_window(name):
-    with pytest.raises(ValueError, match="local_window"):
-        build_mixer(MixerConfig(name=name, d_model=8, num_heads=2, local_window=0))
+def test_block_sized_mixers_reject_a_zero_window_when_the_model_is_configured(name):
+    with pytest.raises(ConfigError, match=f"{name}: .* must be >= 1"):
+        ModelConfig.from_grade("suan", 1, mixer=name, local_window=0)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from suan.mixers.base import MixerConfig
 from suan.mixers.registry import build_mixer
+from suan.mixers.routing import RoutingOptions
 from suan.ops.routing_attention import assign_clusters, routing_attention, routing_mask, update_centroids
 from suan.ops.routing_attention import torch as torch_path
 from suan.utils.config import ConfigError
@@ -128,5 +129,5 @@ def test_mixer_moves_centroids_in_training_only():
     mixer(x, **batch).sum().backward()
     assert not torch.equal(mixer.centroids, before)
     torch.testing.assert_close(mixer.centroids.norm(dim=-1), torch.ones(2, 4))
-    with pytest.raises(ConfigError, match="num_blocks must be >= 1"):
-        MixerConfig(name="routing", d_model=8, num_heads=2, num_blocks=0)
+    with pytest.raises(ConfigError, match="routing: clusters must be >= 1"):
+        RoutingOptions(clusters=0)
