@@ -20,6 +20,7 @@ import torch
 
 from features.schema import FeatureMap, FieldSpec
 from suan.config import ModelConfig
+from suan.mixers.sparse_attn import SparseOptions
 from suan.models.counts import example_batch
 from suan.models.ctr import build_model
 from suan.ops.rel_attention import rel_attention
@@ -101,8 +102,9 @@ def light_vs_suan(args) -> None:
     batch = user_batch(fmap, args.length, 100)
     times = {}
     for arch, grade in (("suan", args.teacher_grade), ("suan", args.student_grade), ("lightsuan", args.student_grade)):
-        model = build_model(ModelConfig.from_grade(arch, grade, seq_len=args.length, local_window=args.window,
-                                                   dilation=args.dilation), fmap).eval()
+        # the sparse pattern is LightSUAN's own option (SUAN's full attention has none)
+        sparse = SparseOptions(window=args.window, dilation=args.dilation) if arch == "lightsuan" else {}
+        model = build_model(ModelConfig.from_grade(arch, grade, seq_len=args.length, mixer_options=sparse), fmap).eval()
         with torch.no_grad():
             times[(arch, grade)] = timed(lambda m=model: m(batch), args.repeats)
     base = times[("suan", args.teacher_grade)]

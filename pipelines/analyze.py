@@ -39,7 +39,8 @@ def run_analyze(args: AnalyzeArgs) -> dict:
         stripped = record(without_relative_bias(model), cfg, data, args).result()
         diag["without_relative_bias"] = {k: stripped[k] for k in ("distance", "time_bucket", "sinks")}
     if stats.full_counts is not None:
-        diag["router"] = router_summary(stats.full_counts, stats.rows, cfg.seq_len, cfg.local_window, cfg.dilation)
+        diag["router"] = router_summary(stats.full_counts, stats.rows, cfg.seq_len,
+                                         cfg.mixer_options.window, cfg.mixer_options.dilation)
     if args.calibrate:
         diag["calibration"] = evaluate_calibration(run / "model", data, args.sink_beta, args.tau, args.batch_size,
                                                    args.eval_fraction)

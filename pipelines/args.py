@@ -13,7 +13,7 @@ from typing import Literal
 
 from features.protocols import PROTOCOLS
 from features.sources.synthetic import SynthConfig
-from suan.config import ARCHS, GRADES, mixer_spec
+from suan.config import ARCHS, GRADES, mixer_options_from_counts, mixer_spec, with_named_options
 from suan.recipe.config import OptimConfig
 from suan.utils.config import Config, ConfigError, require
 
@@ -197,11 +197,15 @@ class TrainArgs(Config):
         backend: attention backend (auto, naive, torch, triton). Default: auto.
         mixer: registry name of the self-attention mixer ("" = the arch's own; see suan.mixers.registry).
             Default: "".
-        local_window: LightSUAN local window k (block, chunk or window size of other mixers: see each
-            mixer's docstring). Default: 8.
+        local_window: LightSUAN local window k; for other mixers the field its options map it to (halonet and
+            combiner block, span_search span, dhsa chunk, routing capacity, transnext window). Default: 8.
         dilation: LightSUAN dilation r. Default: 4.
-        num_blocks: the mixer's count setting: clusters per head (routing), chunks kept (dhsa), spans kept
-            (span_search), learned tokens (transnext). Default: 4.
+        num_blocks: for routing its clusters, dhsa chunks_kept, span_search spans_kept, transnext
+            learned_tokens. Default: 4.
+        mixer_options: the mixer's own options by name, ``field=value`` pairs (e.g. ``clusters=8,capacity=16``
+            for routing, ``window=16,dilation=8`` for sparse; the fields are the mixer's options class's, e.g.
+            ``suan.mixers.routing.RoutingOptions``); a field also set by a count above is an error.
+            Default: "".
         num_workers: DataLoader worker processes. Default: 0.
         mlflow_uri: tracking URI ("" = sqlite:///runs/mlflow/mlflow.db). Default: "".
         experiment: MLflow experiment name. Default: suan.
@@ -261,6 +265,7 @@ class TrainArgs(Config):
     local_window: int = 8
     dilation: int = 4
     num_blocks: int = 4
+    mixer_options: tuple[str, ...] = ()
     num_workers: int = 0
     mlflow_uri: str = ""
     experiment: str = "suan"
@@ -291,6 +296,14 @@ class TrainArgs(Config):
         self.optim()
         if self.mixer:
             mixer_spec(self.mixer)  # an unknown name fails here, naming the registered ones
+        self.mixer_settings()
+
+    def mixer_settings(self):
+        """The mixer's own options of this run (``suan.mixers.options.MixerOptions``): the generic counts
+        through the mixer's map, then the fields named in ``mixer_options`` (validated, errors name fields)."""
+        counts = {"local_window": self.local_window, "dilation": self.dilation, "num_blocks": self.num_blocks}
+        options = mixer_options_from_counts(self.model, self.mixer, self.layer_router, **counts)
+        return with_named_options(options, self.mixer_options, counts)
 
     def optim(self) -> OptimConfig:
         """The optimiser, schedule and embedding-regularisation settings of this run (validated)."""
@@ -310,7 +323,8 @@ class TuneArgs(Config):
     Args:
         data: prepared folder.
         out: tuning folder (trials/, best_recipe.yaml, report.md).
-        space: YAML search space: ``option: {type: float|int|categorical, low, high, log, step, choices}``
+        space: YAML search space: ``option: {type: float|int|categorical, low, high, log, step, choices}``,
+            an option being any ``suan train`` option or a mixer's own by dotted path (``mixer.clusters``)
             over any ``suan train`` option (e.g. ``lr: {type: float, low: 1e-4, high: 1e-2, log: true}``).
         base: YAML/JSON of fixed ``suan train`` options every trial starts from ("" = the defaults). Default: "".
         model: architecture (unless the base or the space sets it). Default: suan.
@@ -425,18 +439,39 @@ def _variant_fields() -> dict:
 
 
 VARIANT_FIELDS = _variant_fields()
+MIXER_PATH = "mixer."
+
+
+def fold_mixer_paths(values: dict) -> dict:
+    """Training options with a mixer's own options addressed by dotted path folded into ``mixer_options``:
+    ``{"mixer": "routing", "mixer.clusters": 8}`` → ``{"mixer": "routing", "mixer_options": ("clusters=8",)}``
+    (variants, search spaces and recipes share this; the fields are checked against the mixer's options
+    class when ``TrainArgs`` is built)."""
+    paths = {k: v for k, v in values.items() if k.startswith(MIXER_PATH)}
+    if not paths:
+        return values
+    rest = {k: v for k, v in values.items() if k not in paths}
+    named = tuple(f"{k.removeprefix(MIXER_PATH)}={v}" for k, v in paths.items())
+    return {**rest, "mixer_options": (*rest.get("mixer_options", ()), *named)}
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
     """``"suan"`` → ``("suan", {})``; ``"suan:mixer=aaren/dropout=0.1"`` → ``("suan", {"mixer": "aaren",
-    "dropout": 0.1})``. Only the first ``:`` separates the arch (values such as ``fixed:0`` keep theirs)."""
+    "dropout": 0.1})``; a mixer's own option by dotted path, ``"suan:mixer=routing/mixer.clusters=8"`` →
+    ``{"mixer": "routing", "mixer_options": ("clusters=8",)}`` (checked against the mixer's options class
+    when the run's arguments are built). Only the first ``:`` separates the arch (values such as
+    ``fixed:0`` keep theirs)."""
     arch, _, rest = spec.partition(":")
     require(arch in ARCHS, f"model {spec!r}: architecture must be one of {ARCHS}")
-    options = {}
+    options: dict = {}
     for item in filter(None, rest.split("/")):
         key, sep, value = item.partition("=")
+        if key.startswith(MIXER_PATH) and sep:
+            options = fold_mixer_paths({**options, key: value})
+            continue
         require(bool(sep) and key in VARIANT_FIELDS,
-                f"model {spec!r}: {item!r} must be field=value with field among {sorted(VARIANT_FIELDS)}")
+                f"model {spec!r}: {item!r} must be field=value with field among {sorted(VARIANT_FIELDS)} or "
+                f"mixer.<field> of the mixer's options")
         try:
             options[key] = VARIANT_FIELDS[key](value)
         except ValueError as exc:
@@ -454,8 +489,8 @@ class CompareArgs(Config):
         models: architectures or variants ``arch:field=value[/field=value]`` where a field is any training
             option of ``suan train`` (model and recipe; not where the run lives or runs), e.g.
             ``suan:mixer=gated_deltanet``, ``suan:position=rope``, ``suan:ablate=fixed:0``,
-            ``suan:wiring=branches/pool_history=false``, ``dnn:grad_clip=5``.
-            Default: suan,dnn,din,bst,hstu.
+            ``suan:wiring=branches/pool_history=false``, ``dnn:grad_clip=5``; a mixer's own option by
+            dotted path, ``suan:mixer=routing/mixer.clusters=8``. Default: suan,dnn,din,bst,hstu.
         seeds: seeds per model. Default: 0,1,2.
         grade: grade of every model. Default: 1.
         max_epochs: as in train. Default: 50.
@@ -487,9 +522,11 @@ class CompareArgs(Config):
         require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")
         require_shares(self, "data_fraction", "eval_fraction")
         for spec in self.models:
-            _, options = parse_variant(spec)
-            if options.get("mixer"):
-                mixer_spec(options["mixer"])
+            arch, options = parse_variant(spec)
+            try:  # the variant's model fields as a run would take them (mixer names and options checked)
+                TrainArgs(data=self.data, out=self.out, model=arch, grade=self.grade, **options)
+            except ConfigError as exc:
+                raise ConfigError(f"model {spec!r}: {exc}") from exc
         require(self.grade in GRADES, f"grade must be one of {sorted(GRADES)}")
 
 

@@ -37,7 +37,8 @@ def run_distill(args: DistillArgs) -> dict:
     else:
         # the student's sparse pattern is not the teacher's: the teacher keeps its own mixer's defaults
         teacher_args = targs.replace(model=args.teacher_model, grade=args.teacher_grade,
-                                     local_window=TRAIN_DEFAULTS["local_window"], dilation=TRAIN_DEFAULTS["dilation"])
+                                     local_window=TRAIN_DEFAULTS["local_window"], dilation=TRAIN_DEFAULTS["dilation"],
+                                     mixer_options=())
         teacher_cfg = model_config(teacher_args, dm.fmap)
         teacher = build_model(teacher_cfg, dm.fmap)
     system = DistillSystem(student, teacher, targs.optim(),

@@ -39,8 +39,8 @@ def model_config(args: TrainArgs, fmap: FeatureMap) -> ModelConfig:
     mixer = {"mixer": args.mixer} if args.mixer else {}
     return ModelConfig.from_grade(args.model, args.grade, seq_fields=len(fmap.by_role(Role.SEQ)), seq_len=seq_len,
                                   dropout=args.dropout, **mixer, backend=args.backend,
-                                  negative_sampling_rate=args.negative_sampling_rate, local_window=args.local_window,
-                                  dilation=args.dilation, num_blocks=args.num_blocks, position=args.position, head=args.head,
+                                  negative_sampling_rate=args.negative_sampling_rate,
+                                  mixer_options=args.mixer_settings(), position=args.position, head=args.head,
                                   layer_router=args.layer_router, ablate=args.ablate, incremental=args.incremental,
                                   embedding_init_std=args.embedding_init_std, wiring=args.wiring,
                                   candidate_in_head=args.candidate_in_head, pool_history=args.pool_history)
@@ -178,8 +178,9 @@ def write_outputs(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: 
         client.set_tag(run_id, key, value)
     for key, value in metrics.items():
         client.log_metric(run_id, f"final_{key}", float(value))
-    logger.log_hyperparams({**{f"train.{k}": v for k, v in args.to_dict().items()},
-                            **{f"model.{k}": v for k, v in cfg.to_dict().items()}})
+    model = {f"model.{k}": v for k, v in cfg.to_dict().items() if k != "mixer_options"}
+    model.update({f"model.mixer.{k}": v for k, v in cfg.mixer_options.to_dict().items()})  # the dotted paths
+    logger.log_hyperparams({**{f"train.{k}": v for k, v in args.to_dict().items()}, **model})
     client.log_artifacts(run_id, str(model_dir), "model")
     for name in ("train_config.yaml", "provenance.json"):
         client.log_artifact(run_id, str(out / name))

@@ -22,7 +22,7 @@ import lightning as L
 import optuna
 import yaml
 
-from pipelines.args import TrainArgs, TuneArgs
+from pipelines.args import MIXER_PATH, TrainArgs, TuneArgs, fold_mixer_paths
 from pipelines.artifacts import load_model_dir
 from pipelines.evaluate import evaluate
 from pipelines.tracking import sqlite_lock
@@ -40,7 +40,9 @@ def load_space(path: str | Path) -> dict[str, dict]:
     require(isinstance(data, dict) and bool(data), f"{path}: a search space is a non-empty mapping")
     options = {f.name for f in dataclasses.fields(TrainArgs)} - set(FIXED)
     for name, spec in data.items():
-        require(name in options, f"{path}: {name!r} is not a tunable suan train option; choose from {sorted(options)}")
+        require(name in options or name.startswith(MIXER_PATH),
+                f"{path}: {name!r} is not a tunable suan train option; choose from {sorted(options)} or a "
+                f"mixer's own option as {MIXER_PATH}<field>")
         require(isinstance(spec, dict) and spec.get("type") in KINDS,
                 f"{path}: {name}: give a mapping with type one of {KINDS}")
         if spec["type"] == "categorical":
@@ -109,8 +111,8 @@ def run_tune(args: TuneArgs) -> dict:
         values = {**base, **suggest(trial, space)}
         run = out / "trials" / f"trial-{trial.number:04d}"
         try:
-            train = TrainArgs.from_dict({**values, "data": args.data, "out": str(run), "test": False,
-                                         "progress": False, "mlflow_uri": mlflow_uri, "experiment": f"tune-{args.study}"})
+            train = TrainArgs.from_dict(fold_mixer_paths({**values, "data": args.data, "out": str(run), "test": False,
+                                         "progress": False, "mlflow_uri": mlflow_uri, "experiment": f"tune-{args.study}"}))
         except ConfigError as exc:  # a combination the options refuse (e.g. warm-up with plateau) scores nothing
             raise optuna.TrialPruned(f"invalid combination: {exc}") from exc
         trial.set_user_attr("run", str(run))
@@ -129,7 +131,8 @@ def write_outcome(study: optuna.Study, base: dict, args: TuneArgs, out: Path) ->
     if not done:
         raise ConfigError(f"study {args.study!r} has no completed trial yet")
     best = study.best_trial
-    recipe = {**base, **best.params}
+    recipe = fold_mixer_paths({**base, **best.params})  # what suan train --config takes
+    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.items()}
     (out / "best_recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=True))
     model, _, _ = load_model_dir(Path(best.user_attrs["run"]) / "model")
     test = evaluate(model.eval(), args.data, "test", batch_size=4096)

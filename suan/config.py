@@ -12,11 +12,13 @@ longest), where the data has them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from suan.mixers.options import MixerOptions
 from suan.ops.common.backend import BACKENDS
-from suan.utils.config import Config, require
+from suan.utils.config import Config, ConfigError, require
 
 ARCHS = ("suan", "lightsuan", "dnn", "din", "bst", "hstu")
 DEFAULT_MIXER = {"suan": "softmax_rel", "lightsuan": "sparse", "bst": "softmax", "hstu": "hstu", "dnn": "", "din": ""}
@@ -26,10 +28,12 @@ ABLATIONS = ("fixed", "seqfree", "stale_qk")
 WIRINGS = ("branches", "authors")
 # ModelConfig's schema version, saved with every config. Version 1 (no ``version`` key) predates the fields
 # below: a saved config that does not name them meant these values, not today's defaults. Version 2 could
-# hold a count (local_window, dilation, num_blocks) its mixer never read; version 3 refuses one.
-MODEL_CONFIG_VERSION = 3
+# hold a count (local_window, dilation, num_blocks) its mixer never read; version 3 refused one; version 4
+# nests the mixer's own options (``mixer_options``) instead of those three generic counts.
+MODEL_CONFIG_VERSION = 4
 V1_MEANING = {"wiring": "branches", "candidate_in_head": False, "pool_history": False, "embedding_init_std": 1.0}
-MIXER_COUNTS = ("local_window", "dilation", "num_blocks")
+# the generic counts of the command line (and of configs before version 4), with their defaults
+MIXER_COUNTS = {"local_window": 8, "dilation": 4, "num_blocks": 4}
 TRITON_NEEDS_NO_PROBS = ("backend triton: sink calibration and the fixed/seqfree ablations compute explicit attention "
                          "probabilities, which have no Triton kernel; use backend auto or torch")
 
@@ -73,10 +77,11 @@ class ModelConfig(Config):
         ffn_mult: SwiGLU / FFN width multiplier. Default: 3.
         context_dim: embedding width of context fields (the grade's embed_dim). Default: 16.
         max_attn_len: local attention window, 0 = unlimited. Default: 0.
-        local_window: k, recent positions LightSUAN's sparse attention sees. Default: 8.
-        dilation: r, LightSUAN also sees every r-th earlier position. Default: 4.
-        num_blocks: the mixer's count setting: clusters per head (routing), chunks kept (dhsa), spans kept
-            (span_search), learned tokens (transnext); see each mixer's docstring. Default: 4.
+        mixer_options: the mixer's own options, an instance of its ``Mixer.options`` class (LightSUAN's
+            ``SparseOptions(window, dilation)``, routing's ``RoutingOptions(clusters, capacity)``, ...; a
+            layer router's are its sparse branch's). Given as a mapping it is built into that class
+            (unknown fields are an error naming the known ones); the base :class:`MixerOptions` means the
+            mixer's defaults. Default: the mixer's defaults.
         backend: attention backend. Default: ``auto``.
         dropout: dropout on block outputs. Default: 0.0.
         negative_sampling_rate: share of true negatives kept when the data was made by sampling
@@ -131,9 +136,7 @@ class ModelConfig(Config):
     ffn_mult: int = 3
     context_dim: int = 16
     max_attn_len: int = 0
-    local_window: int = 8
-    dilation: int = 4
-    num_blocks: int = 4
+    mixer_options: MixerOptions = field(default_factory=MixerOptions)
     backend: str = "auto"
     dropout: float = 0.0
     negative_sampling_rate: float = 1.0
@@ -151,19 +154,37 @@ class ModelConfig(Config):
     pool_history: bool = True
     version: int = MODEL_CONFIG_VERSION
 
+    def __post_init__(self) -> None:
+        # the mixer's options as its own class (a mapping or the base stand for it), then validate
+        require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
+        own = mixer_options_class(self.arch, self.mixer, self.layer_router)
+        given = self.mixer_options
+        if isinstance(given, dict):
+            given = own.from_dict(given)
+        elif type(given) is not own and given == type(given)():  # defaults of another mixer (e.g. after replace)
+            given = own()
+        require(type(given) is own, f"{self.arch} with mixer {self.mixer_name!r} takes {own.__name__} "
+                                    f"{option_fields(own)}, got {type(given).__name__}({given.to_dict()})")
+        object.__setattr__(self, "mixer_options", given)
+        self.validate()
+
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         """Rebuild a saved config, upgrading an older schema so that an old model loads as it was trained."""
         if isinstance(data, dict) and data.get("version", 1) < MODEL_CONFIG_VERSION:
             data = _upgrade(data)
-        return Config.from_dict.__func__(cls, data)
+        if not isinstance(data, dict) or not isinstance(data.get("mixer_options", {}), dict):
+            return Config.from_dict.__func__(cls, data)  # the base names what is wrong
+        # the options' class depends on the mixer: built in __post_init__ from the mapping
+        options = data.get("mixer_options", {})
+        return Config.from_dict.__func__(cls, {k: v for k, v in data.items() if k != "mixer_options"}).replace(
+            mixer_options=options)
 
     def validate(self) -> None:
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
         require(self.num_layers >= 1 and self.seq_len >= 1, "num_layers and seq_len must be >= 1")
         require(self.d_model % self.num_heads == 0, "d_model must divide by num_heads")
         require(self.d_model >= 8, "d_model must be >= 8")
-        require(self.num_blocks >= 1, "num_blocks must be >= 1")
         require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
         require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")
@@ -182,7 +203,6 @@ class ModelConfig(Config):
         require(sequence or (self.head == "last" and not self.layer_router and not ablations),
                 "head, layer_router and ablate need a sequence arch (suan, lightsuan, bst, hstu)")
         spec = mixer_spec(self.mixer_name) if sequence else None
-        self._validate_mixer_counts()
         require(spec is None or spec.softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
                 f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")
         require(not self.layer_router or self.arch in ("suan", "lightsuan"), "layer_router needs suan or lightsuan")
@@ -192,19 +212,6 @@ class ModelConfig(Config):
         require(self.position != "rope" or (self.d_model // self.num_heads) % 2 == 0, "rope needs an even head dim")
         if self.incremental:
             self._validate_incremental(sequence)
-
-    def _validate_mixer_counts(self) -> None:
-        """A count set away from its default must be read by the mixer: never ignored silently."""
-        reads = mixer_reads(self.arch, self.mixer, self.layer_router)
-        fields = type(self).__dataclass_fields__
-        for name in MIXER_COUNTS:
-            told = getattr(self, name) != fields[name].default
-            read = ", ".join(f"{k} as its {v}" for k, v in reads.items()) or "none of local_window, dilation, num_blocks"
-            require(not told or name in reads, f"{self.arch} with mixer {self.mixer_name!r} does not read {name} "
-                                               f"(it reads {read}); leave it at {fields[name].default}")
-        # the mixer's own options validate the values it reads (a block of 0, a dilation of 0, ...)
-        mixer_options_class(self.arch, self.mixer, self.layer_router).from_counts(
-            local_window=self.local_window, dilation=self.dilation, num_blocks=self.num_blocks)
 
     def _validate_incremental(self, sequence: bool) -> None:
         from suan.mixers.registry import mixer_names
@@ -242,11 +249,57 @@ class ModelConfig(Config):
 def _upgrade(data: dict) -> dict:
     """A saved config of an older schema as the current one, meaning what it meant when it was trained."""
     data = {**V1_MEANING, **data} if "version" not in data else dict(data)
-    reads = mixer_reads(data.get("arch", ""), data.get("mixer", ""), data.get("layer_router", False))
-    fields = ModelConfig.__dataclass_fields__
-    # a count the mixer never read had no effect on the trained model: back to its default
-    data.update({name: fields[name].default for name in MIXER_COUNTS if name in data and name not in reads})
-    return {**data, "version": MODEL_CONFIG_VERSION}
+    arch, mixer, router = data.get("arch", ""), data.get("mixer", ""), data.get("layer_router", False)
+    require(arch in ARCHS, f"arch must be one of {ARCHS}")
+    counts = {name: data.pop(name) for name in MIXER_COUNTS if name in data}
+    # versions 1-2: a count the mixer never read had no effect on the trained model; versions 1-3: the read
+    # counts become the mixer's own options
+    reads = mixer_reads(arch, mixer, router)
+    counts = {name: value for name, value in counts.items() if name in reads}
+    options = mixer_options_class(arch, mixer, router).from_counts(**{**MIXER_COUNTS, **counts})
+    return {**data, "mixer_options": options.to_dict(), "version": MODEL_CONFIG_VERSION}
+
+
+def mixer_options_from_counts(arch: str, mixer: str = "", layer_router: bool = False, **counts: int) -> MixerOptions:
+    """The mixer's own options from the command line's generic counts (``local_window``, ``dilation``,
+    ``num_blocks``; omitted = their defaults). A count set away from its default that the mixer does not read
+    is an error, never ignored silently; the options class validates the values (a block of 0, ...)."""
+    require(set(counts) <= set(MIXER_COUNTS), f"counts are {sorted(MIXER_COUNTS)}, got {sorted(counts)}")
+    reads = mixer_reads(arch, mixer, layer_router)
+    name = mixer or DEFAULT_MIXER.get(arch, "")
+    for count, value in counts.items():
+        read = ", ".join(f"{k} as its {v}" for k, v in reads.items()) or "none of local_window, dilation, num_blocks"
+        require(value == MIXER_COUNTS[count] or count in reads,
+                f"{arch} with mixer {name!r} does not read {count} (it reads {read}); leave it at "
+                f"{MIXER_COUNTS[count]}")
+    return mixer_options_class(arch, mixer, layer_router).from_counts(**{**MIXER_COUNTS, **counts})
+
+
+def with_named_options(options: MixerOptions, pairs: tuple[str, ...], counts: dict[str, int]) -> MixerOptions:
+    """``options`` with the fields named in ``pairs`` (``("clusters=8", "capacity=16")``) set, parsed by the
+    field's type. An unknown or repeated field, a bad value, or a field its count (in ``counts``, the
+    generic counts as the user gave them) also set away from its default is an error naming the field."""
+    own = type(options)
+    known, values = option_fields(own), {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        require(bool(sep) and key in known and key not in values,
+                f"mixer option {pair!r}: must be field=value, each field once, with field among {known} "
+                f"({own.__name__})")
+        count = own.counts.get(key, "")
+        require(counts.get(count, MIXER_COUNTS.get(count)) == MIXER_COUNTS.get(count),
+                f"mixer option {key} is also set by {count}={counts.get(count)}: give it one way")
+        kind = typing.get_type_hints(own)[key]
+        try:
+            values[key] = kind(value)
+        except ValueError as exc:
+            raise ConfigError(f"mixer option {pair!r}: {value!r} is not of type {kind.__name__}") from exc
+    return options.replace(**values) if values else options
+
+
+def option_fields(options_class: type) -> list[str]:
+    """The field names of a mixer's options class (what ``--mixer-options`` and ``mixer.<field>`` accept)."""
+    return [f.name for f in fields(options_class)]
 
 
 def mixer_reads(arch: str, mixer: str, layer_router: bool) -> dict[str, str]:
@@ -258,8 +311,6 @@ def mixer_reads(arch: str, mixer: str, layer_router: bool) -> dict[str, str]:
 def mixer_options_class(arch: str, mixer: str, layer_router: bool) -> type:
     """The options dataclass a model's mixer takes (``Mixer.options``): a layer router's is LightSUAN's
     sparse branch's (its full branch has none); DNN and DIN have no mixer (the base, no fields)."""
-    from suan.mixers.base import MixerOptions
-
     if arch in ("dnn", "din"):
         return MixerOptions
     return mixer_spec("sparse" if layer_router else (mixer or DEFAULT_MIXER.get(arch, ""))).cls.options

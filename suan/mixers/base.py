@@ -17,31 +17,9 @@ from typing import ClassVar, Protocol, runtime_checkable
 from torch import Tensor, nn
 
 from suan.config import TRITON_NEEDS_NO_PROBS
+from suan.mixers.options import MixerOptions
 from suan.ops.common.backend import BACKENDS
 from suan.utils.config import Config, require
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MixerOptions(Config):
-    """A mixer's own settings, each field meaning one thing for that mixer (this base has none).
-
-    Each mixer names its subclass (``Mixer.options``). ``counts`` maps every field to the generic count of
-    ``ModelConfig`` and the command line (``local_window``, ``dilation``, ``num_blocks``) that sets it, so
-    the one flag ``--local-window`` can be a window, a block, a span or a chunk without the mixer's code
-    having to know.
-    """
-
-    counts: ClassVar[dict[str, str]] = {}
-
-    @classmethod
-    def from_counts(cls, **counts: int) -> MixerOptions:
-        """These options from the generic counts (``local_window=8, dilation=4, num_blocks=4``)."""
-        return cls(**{name: counts[count] for name, count in cls.counts.items()})
-
-    @classmethod
-    def reads(cls) -> dict[str, str]:
-        """Generic count → the field it sets here, e.g. ``{"local_window": "block"}``."""
-        return {count: name for name, count in cls.counts.items()}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

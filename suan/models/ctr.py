@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from features.schema import FeatureMap
-from suan.config import ModelConfig, mixer_options_class, mixer_spec, parse_ablate
+from suan.config import ModelConfig, mixer_spec, parse_ablate
 from suan.mixers.base import MixerConfig
 from suan.models.blocks import BLOCKS, UNIFIED_WIRINGS, UnifiedAttentionBlock
 from suan.models.histograph import HistographReadout
@@ -184,10 +184,8 @@ def with_pooled_history(out: Tensor, pooled: Tensor) -> Tensor:
 
 def mixer_config(cfg: ModelConfig) -> MixerConfig:
     """The self-attention options of every layer of a sequence model (before per-layer ablations)."""
-    options = mixer_options_class(cfg.arch, cfg.mixer, cfg.layer_router).from_counts(
-        local_window=cfg.local_window, dilation=cfg.dilation, num_blocks=cfg.num_blocks)
     return MixerConfig(name=cfg.mixer_name, d_model=cfg.d_model, num_heads=cfg.num_heads, max_len=cfg.seq_len + 1,
-                       max_attn_len=cfg.max_attn_len, backend=cfg.backend, options=options,
+                       max_attn_len=cfg.max_attn_len, backend=cfg.backend, options=cfg.mixer_options,
                        position=cfg.position, pos_bias=cfg.position == "relative",
                        sink_beta=cfg.sink_beta, sink_tau=cfg.sink_tau)
 

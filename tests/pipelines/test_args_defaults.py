@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from pipelines.args import TRAIN_DEFAULTS, DistillArgs, SweepArgs, TrainArgs
-from suan.config import ModelConfig
+from suan.config import MIXER_COUNTS, ModelConfig
+from suan.mixers.registry import MIXERS
 
 MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
 
@@ -15,8 +16,15 @@ MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig) if 
 @pytest.mark.parametrize("cls", [TrainArgs, DistillArgs])
 def test_model_settings_default_as_the_model_config_does(cls):
     shared = {f.name: f.default for f in dataclasses.fields(cls) if f.name in MODEL_DEFAULTS}
-    assert {"local_window", "dilation"} <= set(shared)
     assert shared == {name: MODEL_DEFAULTS[name] for name in shared}
+    counts = {f.name: f.default for f in dataclasses.fields(cls) if f.name in MIXER_COUNTS}
+    assert {"local_window", "dilation"} <= set(counts) and counts == {k: MIXER_COUNTS[k] for k in counts}
+
+
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_the_counts_defaults_give_every_mixer_its_own_option_defaults(name):
+    own = MIXERS[name].cls.options
+    assert own.from_counts(**MIXER_COUNTS) == own()
 
 
 def test_sweeps_train_with_the_train_recipe():

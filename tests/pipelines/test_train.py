@@ -109,6 +109,8 @@ def _train_cmd(args: TrainArgs) -> list[str]:
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             cmd.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):  # the CLI's A,B,... form; an empty list is the default
+            cmd += [flag, ",".join(map(str, value))] if value else []
         else:
             cmd += [flag, str(value)]
     return cmd

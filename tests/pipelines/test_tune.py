@@ -9,7 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from pipelines.args import TrainArgs, TuneArgs
+from pipelines.args import TrainArgs, TuneArgs, fold_mixer_paths
 from pipelines.train import run_train
 from pipelines.tune import PruneOnValidAUC, load_space, run_tune
 from suan.utils.config import ConfigError
@@ -34,6 +34,16 @@ def _write(path: Path, data: dict) -> str:
 def test_bad_search_spaces_are_refused_with_the_reason(tmp_path, space, reason):
     with pytest.raises(ConfigError, match=reason):
         load_space(_write(tmp_path / "space.yaml", space))
+
+
+def test_a_mixers_own_option_is_tunable_by_dotted_path_and_reaches_train_as_its_options(tmp_path):
+    space = load_space(_write(tmp_path / "space.yaml", {"mixer.clusters": {"type": "int", "low": 2, "high": 8}}))
+    values = fold_mixer_paths({"model": "suan", "mixer": "routing", **{name: 5 for name in space}})
+    assert values == {"model": "suan", "mixer": "routing", "mixer_options": ("clusters=5",)}
+    train = TrainArgs.from_dict({**values, "data": "unused", "out": "unused"})
+    assert train.mixer_settings().clusters == 5
+    with pytest.raises(ConfigError, match="among \\['clusters', 'capacity'\\]"):
+        TrainArgs.from_dict({**fold_mixer_paths({"mixer": "routing", "mixer.clusterz": 5}), "data": "u", "out": "u"})
 
 
 @pytest.mark.integration

@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from features.schema import FeatureMap
-from suan.config import GRADES, ModelConfig
+from suan.config import GRADES, ModelConfig, mixer_options_from_counts
+from suan.mixers.halonet import HaloOptions
+from suan.mixers.routing import RoutingOptions
+from suan.mixers.sparse_attn import SparseOptions
 from suan.models.counts import count_params, example_batch, measure_flops, suan_flops, suan_params
 from suan.models.ctr import build_model
 from suan.utils.config import ConfigError
@@ -130,27 +133,57 @@ def test_a_config_saved_before_the_version_field_loads_as_it_was_trained(tmp_pat
         ModelConfig.from_dict({**today.to_dict(), "version": MODEL_CONFIG_VERSION + 1})
 
 
-def test_num_blocks_reaches_the_mixer_from_the_command_line(fmap):
+def test_a_mixers_own_options_reach_it_from_the_command_line_by_count_or_by_name(fmap):
     from pipelines.args import TrainArgs, parse_variant
     from pipelines.train import model_config
 
     assert parse_variant("suan:mixer=routing/num_blocks=2") == ("suan", {"mixer": "routing", "num_blocks": 2})
-    args = TrainArgs(data="unused", out="unused", grade=1, mixer="routing", num_blocks=2)
-    model = build_model(model_config(args, fmap), fmap)
-    centroids = model.blocks[0].self_attn.centroids  # [H, C, D/H]: C = num_blocks clusters per head
-    assert centroids.shape[1] == 2
-    with pytest.raises(ConfigError):
-        ModelConfig.from_grade("suan", 1, num_blocks=0)
+    assert parse_variant("suan:mixer=routing/mixer.clusters=2/mixer.capacity=3") == \
+        ("suan", {"mixer": "routing", "mixer_options": ("clusters=2", "capacity=3")})
+    by_count = TrainArgs(data="unused", out="unused", grade=1, mixer="routing", num_blocks=2)
+    by_name = TrainArgs(data="unused", out="unused", grade=1, mixer="routing", mixer_options=("clusters=2",))
+    for args in (by_count, by_name):
+        cfg = model_config(args, fmap)
+        assert cfg.mixer_options == RoutingOptions(clusters=2, capacity=8)
+        centroids = build_model(cfg, fmap).blocks[0].self_attn.centroids  # [H, C, D/H]: C clusters per head
+        assert centroids.shape[1] == 2
+    bad = [dict(mixer_options=("clusterz=2",)), dict(mixer_options=("clusters=two",)),
+           dict(mixer_options=("clusters=2",), num_blocks=3), dict(num_blocks=0), dict(mixer_options=("clusters=0",))]
+    messages = ["among \\['clusters', 'capacity'\\]", "not of type int", "also set by num_blocks=3", "clusters must be >= 1",
+                "clusters must be >= 1"]
+    for kwargs, message in zip(bad, messages, strict=True):
+        with pytest.raises(ConfigError, match=message):
+            TrainArgs(data="unused", out="unused", grade=1, mixer="routing", **kwargs)
 
 
-def test_a_mixer_count_the_mixer_does_not_read_is_refused_and_old_files_drop_it():
+def test_model_config_nests_the_mixers_own_options_and_refuses_another_mixers():
+    light = ModelConfig.from_grade("lightsuan", 1, mixer_options={"window": 16})
+    assert light.mixer_options == SparseOptions(window=16, dilation=4)
+    assert ModelConfig.from_dict(light.to_dict()) == light and light.to_dict()["mixer_options"] == {"window": 16,
+                                                                                                   "dilation": 4}
+    assert ModelConfig.from_grade("suan", 1, mixer="routing").mixer_options == RoutingOptions()
+    assert light.replace(arch="suan", mixer="halonet", mixer_options={}).mixer_options == HaloOptions()
+    with pytest.raises(ConfigError, match="unknown key"):
+        ModelConfig.from_grade("lightsuan", 1, mixer_options={"clusters": 2})
+    with pytest.raises(ConfigError, match="takes HaloOptions"):
+        light.replace(arch="suan", mixer="halonet")  # a window of 16 is not silently dropped
     with pytest.raises(ConfigError, match="does not read num_blocks"):
-        ModelConfig.from_grade("suan", 1, num_blocks=8)  # softmax attention has no blocks
+        mixer_options_from_counts("suan", num_blocks=8)  # softmax attention has no blocks
     with pytest.raises(ConfigError, match="does not read local_window"):
-        ModelConfig.from_grade("bst", 1, local_window=16)
-    assert ModelConfig.from_grade("suan", 1, mixer="routing", num_blocks=8).num_blocks == 8
-    assert ModelConfig.from_grade("lightsuan", 1, local_window=16).local_window == 16
+        mixer_options_from_counts("bst", local_window=16)
+    assert mixer_options_from_counts("suan", "routing", num_blocks=8) == RoutingOptions(clusters=8)
+
+
+def test_saved_configs_of_every_older_version_load_with_their_counts_as_options():
+    from suan.config import MODEL_CONFIG_VERSION
+
+    today = {k: v for k, v in ModelConfig.from_grade("lightsuan", 1).to_dict().items() if k != "mixer_options"}
+    v3 = {**today, "version": 3, "local_window": 16, "dilation": 2, "num_blocks": 4}
+    assert ModelConfig.from_dict(v3).mixer_options == SparseOptions(window=16, dilation=2)
     # a version-2 file could hold an ignored count (a distillation teacher got the student's window): it loads,
-    # with the count back at its default, which is what the trained model used
-    old = {**ModelConfig.from_grade("suan", 1).to_dict(), "version": 2, "local_window": 16}
-    assert ModelConfig.from_dict(old).local_window == 8
+    # with the count dropped, which is what the trained model used
+    v2 = {**ModelConfig.from_grade("suan", 1).to_dict(), "version": 2, "local_window": 16}
+    v2.pop("mixer_options")
+    loaded = ModelConfig.from_dict(v2)
+    assert loaded.mixer_options == ModelConfig.from_grade("suan", 1).mixer_options
+    assert loaded.version == MODEL_CONFIG_VERSION

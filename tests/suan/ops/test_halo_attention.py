@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suan.config import ModelConfig
+from suan.config import mixer_options_from_counts
 from suan.ops.halo_attention import halo_attention, halo_mask
 from suan.ops.rel_attention import rel_attention
 from suan.utils.config import ConfigError
@@ -85,4 +85,4 @@ def test_bad_arguments_raise():
 @pytest.mark.parametrize("name", ["halonet", "combiner", "transnext", "span_search", "dhsa"])
 def test_block_sized_mixers_reject_a_zero_window_when_the_model_is_configured(name):
     with pytest.raises(ConfigError, match=f"{name}: .* must be >= 1"):
-        ModelConfig.from_grade("suan", 1, mixer=name, local_window=0)
+        mixer_options_from_counts("suan", name, local_window=0)
