@@ -84,8 +84,10 @@ def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelC
         max_epochs=args.max_epochs, max_steps=args.max_steps, precision=args.precision,
         gradient_clip_val=args.grad_clip or None, deterministic=True, accelerator=args.accelerator,
         devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy, logger=logger,
+        # not strict: a --max-steps budget that ends inside the first epoch stops before any validation (the
+        # best checkpoint is then the last, validated and tested after fit)
         callbacks=[best, EarlyStopping(monitor="valid_auc", mode="max", patience=args.patience,
-                                       min_delta=PLATEAU_THRESHOLD),
+                                       min_delta=PLATEAU_THRESHOLD, strict=False),
                    RNGStateCallback(), throughput, EpochCurve(out / "curve.json")],
         enable_progress_bar=args.progress, log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=0,
         # lightning builds the training loader once and tells only a DistributedSampler the epoch: rebuilding

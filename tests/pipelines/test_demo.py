@@ -19,7 +19,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert 0.5 < result["popularity"]["test"] < oracle
     assert set(result["models"]) == {"suan", "dnn"}
     for metrics in result["models"].values():
-        assert 0.0 <= metrics["test_auc"] <= 1.0
+        assert 0.0 <= metrics["test_auc"] <= oracle
+    # SUAN learns the planted interests even here (one epoch, 150 users): above the popularity floor
+    # (measured 0.620 against 0.559; a model that learned nothing scores ~0.5)
+    assert result["models"]["suan"]["test_auc"] > result["popularity"]["test"]
     assert (tmp_path / "demo" / "mlflow" / "mlflow.db").exists()
     assert (tmp_path / "demo" / "runs" / "suan" / "model" / "model.pt").exists()
     assert (tmp_path / "demo" / "sweep" / "report.md").exists() and len(result["scaling"]["points"]) == 8
