@@ -215,7 +215,8 @@ class TrainArgs(Config):
         num_nodes: nodes (multi-node DDP under torchrun or SLURM). Default: 1.
         strategy: auto or ddp. Default: auto.
         negative_sampling_rate: share of negatives kept when the data sampled them, for calibration. Default: 1.0.
-        position: attention position encoding: relative (learned bias), rope or none. Default: relative.
+        position: attention position encoding: relative (learned bias), rope or none; "" = the mixer's own
+            (none for BST's softmax, rope for softmax_rope, else relative). Default: "".
         head: last (last layer's candidate output) or histograph (attention over all layers' outputs). Default: last.
         layer_router: per layer, route each sample to full or sparse attention (suan, lightsuan). Default: False.
         ablate: deconstruction ablations kind:i,j[;kind:k], kind fixed | seqfree | stale_qk. Default: "".
@@ -275,7 +276,7 @@ class TrainArgs(Config):
     num_nodes: int = 1
     strategy: str = "auto"
     negative_sampling_rate: float = 1.0
-    position: Literal["relative", "rope", "none"] = "relative"
+    position: Literal["", "relative", "rope", "none"] = ""
     head: Literal["last", "histograph"] = "last"
     layer_router: bool = False
     ablate: str = ""

@@ -86,7 +86,9 @@ class ModelConfig(Config):
         dropout: dropout on block outputs. Default: 0.0.
         negative_sampling_rate: share of true negatives kept when the data was made by sampling
             negatives; scores are calibrated for it (1.0 = no sampling). Default: 1.0.
-        position: ``relative`` (learned Toeplitz bias) | ``rope`` (rotary q/k) | ``none``. Default: relative.
+        position: ``relative`` (learned Toeplitz bias) | ``rope`` (rotary q/k) | ``none``; "" = what the
+            mixer implies (``none`` for BST's ``softmax``, ``rope`` for ``softmax_rope``, else ``relative``),
+            resolved on creation. A position its mixer's name contradicts is an error. Default: "".
         head: ``last`` (the last layer's candidate output) | ``histograph`` (attention over the candidate's
             outputs of every layer, then over the tokens). Default: last.
         layer_router: per layer, a router picks full softmax or LightSUAN sparse attention per sample
@@ -140,7 +142,7 @@ class ModelConfig(Config):
     backend: str = "auto"
     dropout: float = 0.0
     negative_sampling_rate: float = 1.0
-    position: Literal["relative", "rope", "none"] = "relative"
+    position: Literal["", "relative", "rope", "none"] = ""
     head: Literal["last", "histograph"] = "last"
     layer_router: bool = False
     ablate: str = ""
@@ -166,7 +168,18 @@ class ModelConfig(Config):
         require(type(given) is own, f"{self.arch} with mixer {self.mixer_name!r} takes {own.__name__} "
                                     f"{option_fields(own)}, got {type(given).__name__}({given.to_dict()})")
         object.__setattr__(self, "mixer_options", given)
+        object.__setattr__(self, "position", self._resolved_position())
         self.validate()
+
+    def _resolved_position(self) -> str:
+        """The position encoding: the one given, else the one the mixer's name implies, else relative."""
+        if self.arch in ("dnn", "din"):
+            return self.position or "relative"
+        spec = mixer_spec(self.mixer_name)
+        require(not (spec.positions and self.position and self.position not in spec.positions),
+                f"mixer {self.mixer_name!r} runs position {' or '.join(spec.positions)}: position {self.position!r} "
+                f"contradicts it (leave position unset, or pick a mixer without a fixed encoding, e.g. softmax_rel)")
+        return self.position or spec.position or "relative"
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
@@ -252,6 +265,11 @@ def _upgrade(data: dict) -> dict:
     arch, mixer, router = data.get("arch", ""), data.get("mixer", ""), data.get("layer_router", False)
     require(arch in ARCHS, f"arch must be one of {ARCHS}")
     counts = {name: data.pop(name) for name in MIXER_COUNTS if name in data}
+    # versions 1-3 saved "relative" (the old default) where the mixer's name overrode it: save what ran
+    name = mixer or DEFAULT_MIXER.get(arch, "")
+    if name and data.get("position", "relative") == "relative" and "relative" not in mixer_spec(name).positions \
+            and mixer_spec(name).positions:
+        data["position"] = mixer_spec(name).position
     # versions 1-2: a count the mixer never read had no effect on the trained model; versions 1-3: the read
     # counts become the mixer's own options
     reads = mixer_reads(arch, mixer, router)

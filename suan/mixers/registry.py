@@ -37,6 +37,10 @@ class MixerSpec:
             ablations and sink calibration apply.
         batch_coupled: a training forward moves buffers from the batch it sees (routing's centroid EMA), so
             encoding a batch in length chunks is not the same as one pass: the model does not chunk it.
+        position: the position encoding this name implies ("" = relative): a model config takes it when no
+            position is given.
+        positions: the encodings this name can run (empty = any the config allows); a model config refuses
+            another instead of letting the name override it silently.
     """
 
     cls: type[Mixer]
@@ -46,6 +50,8 @@ class MixerSpec:
     recurrent: bool = False
     softmax: bool = False
     batch_coupled: bool = False
+    position: str = ""
+    positions: tuple[str, ...] = ()
 
     @property
     def constant_state(self) -> bool:
@@ -62,15 +68,18 @@ MIXERS: dict[str, MixerSpec] = {}
 
 
 def register(name: str, cls: type[Mixer], doc: str, candidate_isolation: bool = True, recurrent: bool = False,
-             softmax: bool = False, batch_coupled: bool = False, **defaults) -> None:
+             softmax: bool = False, batch_coupled: bool = False, position: str = "", positions: tuple[str, ...] = (),
+             **defaults) -> None:
     if name in MIXERS:
         raise ValueError(f"mixer {name!r} is registered twice")
     missing = [m for m in ("state_grows", "init_state", "step", "score_candidates") if not hasattr(cls, m)]
     if recurrent and missing:
         raise TypeError(f"mixer {name!r} is registered as recurrent but {cls.__name__} lacks {missing} "
                         f"({RecurrentMixer.__name__})")
+    if len(positions) == 1:  # a name that runs one encoding sets it for a hand-built MixerConfig too
+        defaults = {**defaults, "position": positions[0]}
     MIXERS[name] = MixerSpec(cls, MappingProxyType(dict(defaults)), candidate_isolation, doc, recurrent, softmax,
-                             batch_coupled)
+                             batch_coupled, position, positions)
 
 
 def build_mixer(cfg: MixerConfig) -> Mixer:
@@ -90,8 +99,8 @@ def build_mixer(cfg: MixerConfig) -> Mixer:
 
 register("softmax_rel", SoftmaxAttention, "softmax attention + relative position and time-bucket bias (SUAN)",
          softmax=True)
-register("softmax", SoftmaxAttention, "plain softmax attention, no bias (BST)", softmax=True, pos_bias=False,
-         time_bias=False)
+register("softmax", SoftmaxAttention, "plain softmax attention, no bias (BST)", softmax=True, position="none",
+         positions=("none", "rope"), pos_bias=False, time_bias=False)
 register("hstu", HSTUAttention, "HSTU pointwise SiLU attention + relative bias")
 register("sparse", SparseAttention, "LightSUAN local window + dilated softmax attention with the relative bias",
          softmax=True)
@@ -108,5 +117,5 @@ register("routing", RoutingAttention, "Routing Transformer: online k-means clust
 register("span_search", SpanSearchAttention, "superlinear span search: top-k span summaries + local span, O(L^1.5)")
 register("dhsa", DHSAttention, "DHSA: session chunks scored by length-normalised sums, tokens of the top chunks")
 register("titans", TitansMemory, "Titans: softmax attention + gated linear memory written by surprise gradients")
-register("softmax_rope", SoftmaxAttention, "softmax attention + rotary q/k (RoPE) and the time-bucket bias", pos_bias=False,
-         position="rope")
+register("softmax_rope", SoftmaxAttention, "softmax attention + rotary q/k (RoPE) and the time-bucket bias",
+         softmax=True, position="rope", positions=("rope",), pos_bias=False)

@@ -187,3 +187,19 @@ def test_saved_configs_of_every_older_version_load_with_their_counts_as_options(
     loaded = ModelConfig.from_dict(v2)
     assert loaded.mixer_options == ModelConfig.from_grade("suan", 1).mixer_options
     assert loaded.version == MODEL_CONFIG_VERSION
+
+
+def test_a_mixers_implied_position_is_taken_when_unset_and_a_contradiction_is_refused():
+    assert ModelConfig.from_grade("bst", 1).position == "none"  # BST's plain softmax has no position bias
+    assert ModelConfig.from_grade("suan", 1, mixer="softmax_rope").position == "rope"
+    assert ModelConfig.from_grade("suan", 1).position == "relative"
+    assert ModelConfig.from_grade("suan", 1, position="rope").position == "rope"
+    assert ModelConfig.from_grade("bst", 1, position="rope").position == "rope"  # BST with RoPE is a real option
+    for arch, mixer, position in (("suan", "softmax_rope", "relative"), ("suan", "softmax_rope", "none"),
+                                  ("bst", "softmax", "relative")):
+        with pytest.raises(ConfigError, match="contradicts"):
+            ModelConfig.from_grade(arch, 1, mixer=mixer, position=position)
+    # files saved before version 4 wrote the old default "relative" where the name overrode it: loaded as run
+    old = {**ModelConfig.from_grade("bst", 1).to_dict(), "position": "relative", "version": 3}
+    old.pop("mixer_options")
+    assert ModelConfig.from_dict(old).position == "none"
