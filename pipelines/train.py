@@ -7,6 +7,7 @@ model folder → log them to MLflow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -32,18 +33,19 @@ from suan.recipe.regularization import touch_weights
 from suan.utils.config import ConfigError
 from suan.utils.provenance import provenance
 
+# TrainArgs fields that are ModelConfig fields of the same name pass through as they are (no hand-kept copy:
+# a model setting added to both is plumbed); the grade, L and the mixer's options are resolved in model_config
+_SHARED = {f.name for f in dataclasses.fields(TrainArgs)} & {f.name for f in dataclasses.fields(ModelConfig)}
+PASSED_TO_MODEL = tuple(sorted(_SHARED - {"grade", "seq_len", "mixer", "mixer_options"}))
+
 
 def model_config(args: TrainArgs, fmap: FeatureMap) -> ModelConfig:
     """The model of a run: grade table sizes for the data's behaviour fields, L capped by the data, run options."""
     seq_len = args.seq_len or min(GRADES[args.grade].seq_len, fmap.max_seq_len)
-    mixer = {"mixer": args.mixer} if args.mixer else {}
+    mixer = {"mixer": args.mixer} if args.mixer else {}  # "" keeps the arch's own name in the saved config
     return ModelConfig.from_grade(args.model, args.grade, seq_fields=len(fmap.by_role(Role.SEQ)), seq_len=seq_len,
-                                  dropout=args.dropout, **mixer, backend=args.backend,
-                                  negative_sampling_rate=args.negative_sampling_rate,
-                                  mixer_options=args.mixer_settings(), position=args.position, head=args.head,
-                                  layer_router=args.layer_router, ablate=args.ablate, incremental=args.incremental,
-                                  embedding_init_std=args.embedding_init_std, wiring=args.wiring,
-                                  candidate_in_head=args.candidate_in_head, pool_history=args.pool_history)
+                                  mixer_options=args.mixer_settings(), **mixer,
+                                  **{name: getattr(args, name) for name in PASSED_TO_MODEL})
 
 
 def l2_weights(args: TrainArgs, dm: ShardDataModule) -> dict | None:

@@ -31,3 +31,13 @@ def test_sweeps_train_with_the_train_recipe():
     sweep = {f.name: f.default for f in dataclasses.fields(SweepArgs)}
     for name in ("max_epochs", "batch_size", "lr", "patience"):
         assert sweep[name] == TRAIN_DEFAULTS[name]
+
+
+def test_every_model_setting_of_train_reaches_the_model_config():
+    from pipelines.train import PASSED_TO_MODEL
+
+    # the settings train passes straight through, found from the two dataclasses rather than listed by hand
+    assert {"wiring", "candidate_in_head", "pool_history", "position", "dropout", "backend"} <= set(PASSED_TO_MODEL)
+    train_fields = {f.name for f in dataclasses.fields(TrainArgs)}
+    resolved = {"grade", "seq_len", "mixer", "mixer_options"}  # computed from the grade table, data and registry
+    assert set(PASSED_TO_MODEL) == (train_fields & set(MODEL_DEFAULTS)) - resolved
