@@ -553,6 +553,8 @@ class DistillArgs(Config):
         patience: as in train. Default: 2.
         local_window: student's local window k. Default: 8.
         dilation: student's dilation r. Default: 4.
+        mixer_options: the student mixer's own options by name, as in train (``window=16,dilation=8``).
+            Default: "".
         mlflow_uri: Default: "".
         experiment: Default: distill.
         resume: Default: False.
@@ -576,6 +578,7 @@ class DistillArgs(Config):
     patience: int = TRAIN_DEFAULTS["patience"]
     local_window: int = 8
     dilation: int = 4
+    mixer_options: tuple[str, ...] = ()
     mlflow_uri: str = ""
     experiment: str = "distill"
     resume: bool = False
@@ -585,14 +588,14 @@ class DistillArgs(Config):
         require(self.teacher_grade in GRADES and self.student_grade in GRADES, "grades must be in the grade table")
         require(self.mode == "online" or bool(self.teacher_run), "offline mode needs --teacher-run")
         require(self.temperature > 0, "temperature must be > 0")
+        self.student_train_args()  # the student's settings are checked as train checks them
 
     def student_train_args(self) -> TrainArgs:
-        """The student's run as plain training arguments (shared trainer set-up and outputs)."""
-        return TrainArgs(data=self.data, out=self.out, model=self.student_model, grade=self.student_grade,
-                         seed=self.seed, max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
-                         patience=self.patience, local_window=self.local_window, dilation=self.dilation,
-                         mlflow_uri=self.mlflow_uri, experiment=self.experiment, resume=self.resume,
-                         progress=self.progress)
+        """The student's run as plain training arguments (shared trainer set-up and outputs): every field of
+        the same name passes through (no hand-kept copy), the student's arch and grade become the run's."""
+        shared = {f.name for f in dataclasses.fields(TrainArgs)} & {f.name for f in dataclasses.fields(self)}
+        return TrainArgs(model=self.student_model, grade=self.student_grade,
+                         **{name: getattr(self, name) for name in shared})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
