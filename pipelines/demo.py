@@ -120,7 +120,7 @@ def _fit_line(name: str, fit: dict) -> str:
         return f"{label}: {law}" + ("" if fit["r2"] >= 0.8 else "  (a poor fit: not a law at these points)")
     if fit.get("bend"):
         return f"{label}: bends at {fit['bend']['best_x']:,.0f} (best {fit['bend']['best']:.4f}); not fitted past it"
-    return f"{label}: not fitted ({fit.get('skipped')})"
+    return f"{label}: not fitted: {fit.get('why', fit.get('skipped'))}"
 
 
 def _distill(args: DemoArgs, out: Path) -> dict:

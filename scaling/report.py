@@ -112,8 +112,10 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
                 # fit_axis refuses fewer than 4 distinct x: 3 points would be interpolated, not fitted
                 fit = fit_axis(x[keep], y[keep], metric=metric, axis=axis, n_bootstrap=n_bootstrap)
             except ValueError as exc:
-                result["per_axis"][name] = {"skipped": f"{exc} (have {len(set(x[keep].tolist()))} values of "
-                                                       f"{axis}{' up to the bend' if bend else ''})", "bend": bend}
+                values = len(set(x[keep].tolist()))
+                result["per_axis"][name] = {"skipped": f"{exc} (have {values} values of "
+                                                       f"{axis}{' up to the bend' if bend else ''})", "bend": bend,
+                                            "why": why_axis_skipped(values, axis, bend)}
                 continue
             result["per_axis"][name] = {**fit.to_dict(), "bend": bend}
             plot_axis_fit(fit, x, y, out / "plots" / f"{name}.png", color_by=[p["fraction"] for p in sub],
@@ -124,6 +126,18 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
     return result
 
 
+def why_axis_skipped(values: int, axis: str, bend: dict | None) -> str:
+    """One sentence a newcomer understands: why no law was fitted along ``axis`` (``values`` distinct values)."""
+    label = AXES[axis]
+    if values <= 1:
+        return f"this sweep did not vary the {label}, so there is no law along it to fit"
+    if bend:
+        return (f"the metric stops improving at {bend['best_x']:,.4g} {label}, and the {values} value(s) up to there "
+                "are too few for a law (it needs 4)")
+    return (f"{values} distinct values of the {label} are too few: a law with a floor, a scale and an exponent needs "
+            "at least 4 points to be a fit rather than a curve drawn through them")
+
+
 def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: int, result: dict) -> None:
     points = _own_lengths(points) if points else points
     n = np.array([p["params_encoder"] for p in points])
@@ -132,14 +146,20 @@ def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: in
     try:
         fit = fit_joint(n, d, y, metric=metric, axes=("params_encoder", "train_samples"), n_bootstrap=n_bootstrap)
     except ValueError as exc:
-        result["joint"][metric] = {"skipped": f"{exc} (have {len(set(n.tolist()))} model sizes, "
-                                              f"{len(set(d.tolist()))} data sizes)"}
+        sizes, datas = len(set(n.tolist())), len(set(d.tolist()))
+        result["joint"][metric] = {"skipped": f"{exc} (have {sizes} model sizes, {datas} data sizes)",
+                                   "why": "a joint law of model and data size needs at least 3 model sizes and 3 data "
+                                          f"sizes, and 6 points; this sweep has {sizes} model size(s) and {datas} "
+                                          "data size(s)"}
         return
     result["joint"][metric] = fit.to_dict()
     plot_joint_contours(fit, n, d, y, out / "plots" / f"joint_{metric}.png", n_label=AXES["params_encoder"],
                         d_label=AXES["train_samples"], title=f"iso-{metric} contours of the joint fit")
     if fit.at_bound:  # an allocation from an exponent the data did not identify would be made up
-        result["compute_optimal"][metric] = {"skipped": f"{', '.join(fit.at_bound)} not identified"}
+        result["compute_optimal"][metric] = {
+            "skipped": f"{', '.join(fit.at_bound)} not identified",
+            "why": f"the joint law's {' and '.join(fit.at_bound)} ran to the edge of its search range: these points do "
+                   "not pin it down, so a best split of compute between model and data from it would be made up"}
         return
     budgets = [float(np.median(n * d)) * 6 * s for s in (1.0, 10.0, 100.0)]
     result["compute_optimal"][metric] = [{**compute_optimal(fit, c).to_dict(), "ci": compute_optimal_ci(fit, c)}
@@ -169,7 +189,7 @@ def render_report(result: dict) -> str:
                 lines.append(f"- **{name}**: the law bends — best {bend['best']:.4f} at {bend['best_x']:,.4g}, "
                              f"worse beyond it ({after}); fitted only up to the bend")
             if "skipped" in fit:
-                lines.append(f"- **{name}**: skipped — {fit['skipped']}")
+                lines.append(f"- **{name}**: not fitted — {fit.get('why', fit['skipped'])} ({fit['skipped']})")
                 continue
             lines.append(f"- **{name}**: `{fit['form']}`; R² = {fit['r2']:.3f}")
             if fit.get("at_bound"):
@@ -213,7 +233,7 @@ def _compute_optimal_lines(allocations: dict) -> list[str]:
     lines = ["", "## Compute-optimal allocation (joint law, C = 6 N D)", ""]
     for metric, rows in allocations.items():
         if isinstance(rows, dict):
-            lines.append(f"- **{metric}**: skipped — {rows['skipped']}")
+            lines.append(f"- **{metric}**: not computed — {rows.get('why', rows['skipped'])} ({rows['skipped']})")
             continue
         lines += [f"**{metric}**", "", "| FLOP budget | N (params) | 95% CI | D (samples) | 95% CI | predicted |",
                   "|---:|---:|---:|---:|---:|---:|"]

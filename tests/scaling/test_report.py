@@ -48,7 +48,12 @@ def test_too_few_points_are_skipped_with_the_reason(tmp_path):
     result = fit_sweep(_manifest(tmp_path, grades=3, fractions=(0.5, 1.0)), n_bootstrap=0)
     assert "skipped" in result["per_axis"]["logloss_vs_params_encoder"]
     assert "skipped" in result["joint"]["auc"]
-    assert "skipped" in render_report(result)
+    # each one said in a sentence a newcomer understands, in the report too
+    assert "3 distinct values of the encoder parameters" in result["per_axis"]["logloss_vs_params_encoder"]["why"]
+    assert "did not vary the behaviours read" in result["per_axis"]["logloss_vs_seq_len"]["why"]
+    assert "this sweep has 3 model size(s) and 2 data size(s)" in result["joint"]["auc"]["why"]
+    report = render_report(result)
+    assert "not fitted — this sweep did not vary" in report and "needs at least 3 model sizes" in report
 
 
 def test_a_bend_is_reported_and_only_the_points_before_it_are_fitted(tmp_path):
@@ -75,6 +80,7 @@ def test_no_allocation_is_made_up_when_model_size_does_not_matter(tmp_path):
     result = fit_sweep(tmp_path, n_bootstrap=0)
     assert result["joint"]["logloss"]["at_bound"] == ["alpha"]
     assert "skipped" in result["compute_optimal"]["logloss"]
+    assert "would be made up" in result["compute_optimal"]["logloss"]["why"]
     assert "no power law identified" in render_report(result)
 
 
