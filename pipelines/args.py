@@ -229,6 +229,8 @@ class TrainArgs(Config):
             output, as the authors' head does (sequence archs; DNN and DIN heads always do). Default: True.
         pool_history: the head also reads the mean of the last layer's history outputs, as FuxiCTR's BST
             pools its sequence outputs (sequence archs; DNN and DIN heads always do). Default: True.
+        pool_inputs: the head also reads the mean of the history's input embeddings, the DNN head's summary
+            (sequence archs; a candidate for the default, not yet measured). Default: False.
         test: evaluate the best checkpoint on the test split at the end (``suan tune`` turns it off: test
             is read once, for the report). Default: True.
         log_every_n_steps: Default: 20.
@@ -284,6 +286,7 @@ class TrainArgs(Config):
     wiring: Literal["branches", "authors"] = "authors"
     candidate_in_head: bool = True
     pool_history: bool = True
+    pool_inputs: bool = False
     test: bool = True
     log_every_n_steps: int = 20
     progress: bool = True

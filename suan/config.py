@@ -117,6 +117,10 @@ class ModelConfig(Config):
             the same for every candidate), as FuxiCTR's BST pools its sequence outputs (sequence archs; the
             DNN and DIN heads always read a pooled history; incremental models keep its running sum in the
             per-user state). Default: True.
+        pool_inputs: the head also reads the mean of the history's input embeddings (before any block), the
+            summary the DNN head reads; on P-AZ the sequence models trail the DNN only on 3-5-behaviour rows
+            (docs/RESULTS.md), where the last layer's outputs are a noisier summary (sequence archs;
+            incremental models keep its running sum). Default: False.
         embedding_init_std: every embedding table (features, positions, time buckets) starts N(0, std²),
             padding rows zero; dense layers keep PyTorch's default (Kaiming-uniform, weights and biases in
             ±1/√fan_in). Default: 1e-4.
@@ -154,6 +158,7 @@ class ModelConfig(Config):
     wiring: Literal["branches", "authors"] = "authors"
     candidate_in_head: bool = True
     pool_history: bool = True
+    pool_inputs: bool = False
     version: int = MODEL_CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -213,8 +218,8 @@ class ModelConfig(Config):
         require(0 <= self.sink_beta <= 1 and self.sink_tau > 0, "sink_beta must be in [0, 1] and sink_tau > 0")
         ablations = parse_ablate(self.ablate, self.num_layers)
         sequence = self.arch not in ("dnn", "din")
-        require(sequence or (self.head == "last" and not self.layer_router and not ablations),
-                "head, layer_router and ablate need a sequence arch (suan, lightsuan, bst, hstu)")
+        require(sequence or (self.head == "last" and not self.layer_router and not ablations and not self.pool_inputs),
+                "head, layer_router, ablate and pool_inputs need a sequence arch (suan, lightsuan, bst, hstu)")
         spec = mixer_spec(self.mixer_name) if sequence else None
         require(spec is None or spec.softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
                 f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")

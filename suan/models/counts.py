@@ -75,7 +75,7 @@ def suan_params(cfg: ModelConfig, fmap: FeatureMap) -> dict[str, int]:
     ablations = parse_ablate(cfg.ablate, cfg.num_layers)
     dense = sum(per_layer + self_attention_params(cfg, ablations.get(i, "")) for i in range(cfg.num_layers))
     dense += 3 * d * d + d if cfg.head == "histograph" else 0  # layer key + query, token query + key
-    head_in = d * (1 + cfg.candidate_in_head + cfg.pool_history) + len(fmap.by_role(Role.USER)) * d \
+    head_in = d * (1 + cfg.candidate_in_head + cfg.pool_history + cfg.pool_inputs) + len(fmap.by_role(Role.USER)) * d \
         + len(fmap.by_role(Role.CONTEXT)) * cfg.context_dim + len(fmap.by_role(Role.DENSE))
     head = 2 * head_in  # input BatchNorm
     prev = head_in
@@ -110,7 +110,7 @@ def suan_flops(cfg: ModelConfig, fmap: FeatureMap) -> int:
     cross = 2 * T * d * d + 2 * P * d * 2 * d + 4 * T * P * d + 2 * T * d * d
     gate = 2 * d * r + 2 * r * 2 * d
     ffn = 3 * 2 * T * d * cfg.ffn_mult * d
-    head_in = d * (1 + cfg.candidate_in_head + cfg.pool_history) + P * d + len(fmap.by_role(Role.CONTEXT)) * cfg.context_dim \
+    head_in = d * (1 + cfg.candidate_in_head + cfg.pool_history + cfg.pool_inputs) + P * d + len(fmap.by_role(Role.CONTEXT)) * cfg.context_dim \
         + len(fmap.by_role(Role.DENSE))
     head, prev = 0, head_in
     for w in (*cfg.head_widths, 1):

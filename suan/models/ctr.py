@@ -61,7 +61,8 @@ class SequenceCTR(CTRModel):
     """SUAN / BST / HSTU: stacked blocks over [history, candidates]; the head reads candidate outputs."""
 
     def __init__(self, cfg: ModelConfig, fmap: FeatureMap) -> None:
-        super().__init__(cfg, fmap, head_in=cfg.d_model * (1 + cfg.candidate_in_head + cfg.pool_history))
+        super().__init__(cfg, fmap, head_in=cfg.d_model * (1 + cfg.candidate_in_head + cfg.pool_history
+                                                           + cfg.pool_inputs))
         d = cfg.d_model
         self.pos_emb = nn.Embedding(cfg.seq_len + 1, d)
         self.time_emb = nn.Embedding(TIME_BUCKETS, d)
@@ -129,11 +130,15 @@ class SequenceCTR(CTRModel):
             out = self.readout(self.final_norm(torch.stack(states, dim=1)), n, C)  # [B, C, D]
         else:
             out = gather_candidates(y, n, C)  # [B, C, D]
-        if not self.cfg.pool_history:
-            return out
-        # the mean of the history outputs: candidates never reach them (causal mask), so it is one vector per row
-        w = valid_tokens(n, L).unsqueeze(-1).to(y.dtype)  # [B, L, 1] history tokens only
-        return with_pooled_history(out, (y * w).sum(1) / w.sum(1).clamp(min=1.0))
+        if self.cfg.pool_history:
+            # the mean of the history outputs: candidates never reach them (causal mask), one vector per row
+            w = valid_tokens(n, L).unsqueeze(-1).to(y.dtype)  # [B, L, 1] history tokens only
+            out = with_pooled_history(out, (y * w).sum(1) / w.sum(1).clamp(min=1.0))
+        if self.cfg.pool_inputs:
+            # the mean of the history's input embeddings (the DNN's summary), one vector per row
+            w = valid_tokens(n, hist.shape[1]).unsqueeze(-1).to(hist.dtype)  # [B, m, 1]
+            out = with_pooled_history(out, (hist * w).sum(1) / w.sum(1).clamp(min=1.0))
+        return out
 
     def score_outputs(self, out: Tensor, batch: dict[str, Tensor], profile: Tensor, single: bool) -> Tensor:
         """Candidate outputs [B, C, D] → logits, beside the candidate's own embeddings when the head reads them."""

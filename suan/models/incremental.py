@@ -9,7 +9,8 @@ L = 10 and L = 10^4, and the state's size never changes.
 
 The state is a flat ``dict[str, Tensor]``, every entry with the batch B first: ``n`` [B] behaviours
 appended, ``last_ts`` [B] the latest behaviour's time, ``layers.{i}.*`` each block's state, and with
-``pool_history`` ``pool_sum`` [B, D], the running sum of the last layer's (normed) history outputs.
+``pool_history`` ``pool_sum`` [B, D], the running sum of the last layer's (normed) history outputs; with
+``pool_inputs`` ``input_sum`` [B, D], the running sum of the behaviours' input embeddings.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class IncrementalCTR(nn.Module):
             state.update({f"layers.{i}.{k}": v for k, v in block.init_state(batch).items()})
         if self.model.cfg.pool_history:
             state["pool_sum"] = torch.zeros(batch, self.model.cfg.d_model, device=device)
+        if self.model.cfg.pool_inputs:
+            state["input_sum"] = torch.zeros(batch, self.model.cfg.d_model, device=device)
         return state
 
     def append(self, state: dict[str, Tensor], behaviour: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -74,6 +77,8 @@ class IncrementalCTR(nn.Module):
             new.update({f"layers.{i}.{k}": v for k, v in layer.items()})
         if m.cfg.pool_history:  # a history output is final once computed (causal), so its sum can run
             new["pool_sum"] = state["pool_sum"] + m.final_norm(x)  # [B, D]
+        if m.cfg.pool_inputs:  # the behaviour's own embedding, before position, time and blocks
+            new["input_sum"] = state["input_sum"] + token  # [B, D]
         return new
 
     def score(self, state: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
@@ -99,8 +104,11 @@ class IncrementalCTR(nn.Module):
         for i, block in enumerate(m.blocks):
             x = block.candidates(x, ts_c, ctx, _layer(state, i))  # [B, C, D]
         out = m.final_norm(x)  # [B, C, D]
+        count = n.clamp(min=1).unsqueeze(1).to(out.dtype)  # [B, 1]
         if m.cfg.pool_history:
-            out = with_pooled_history(out, state["pool_sum"] / n.clamp(min=1).unsqueeze(1).to(out.dtype))
+            out = with_pooled_history(out, state["pool_sum"] / count)
+        if m.cfg.pool_inputs:
+            out = with_pooled_history(out, state["input_sum"] / count)
         return m.score_outputs(out, batch, profile, single)
 
 

@@ -89,8 +89,10 @@ def test_incremental_scores_equal_full_recompute(fmap, mixer, n_hist):
 @pytest.mark.parametrize(("arch", "options"), [("bst", {}), ("hstu", {}),
                                                ("suan", dict(wiring="authors", candidate_in_head=True)),
                                                ("suan", dict(wiring="authors", candidate_in_head=True, pool_history=True)),
-                                               ("bst", dict(pool_history=True))],
-                         ids=["bst", "hstu", "suan-authors-wiring", "suan-authors-pooled", "bst-pooled"])
+                                               ("bst", dict(pool_history=True)),
+                                               ("suan", dict(pool_history=False, pool_inputs=True))],
+                         ids=["bst", "hstu", "suan-authors-wiring", "suan-authors-pooled", "bst-pooled",
+                              "suan-pooled-inputs"])
 def test_other_blocks_over_a_recurrent_mixer_are_incremental_too(fmap, arch, options):
     model = _model(fmap, "gated_deltanet", arch=arch, **options)
     batch = _batch(fmap, rows=2, n_hist=11, n_cand=3, seed=4)

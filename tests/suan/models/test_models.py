@@ -203,3 +203,20 @@ def test_a_mixers_implied_position_is_taken_when_unset_and_a_contradiction_is_re
     old = {**ModelConfig.from_grade("bst", 1).to_dict(), "position": "relative", "version": 3}
     old.pop("mixer_options")
     assert ModelConfig.from_dict(old).position == "none"
+
+
+def test_pooled_inputs_widen_the_head_and_carry_the_history_embeddings_mean(fmap):
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig.from_grade("suan", 1, embedding_init_std=0.02), fmap)
+    torch.manual_seed(0)
+    pooled = build_model(ModelConfig.from_grade("suan", 1, embedding_init_std=0.02, pool_inputs=True), fmap)
+    d = pooled.cfg.d_model
+    assert pooled.head.net[0].num_features == plain.head.net[0].num_features + d  # the head's input width
+    batch = example_batch(fmap, seq_len=8, batch=3)
+    batch["hist_len"] = torch.tensor([8, 3, 0])
+    out, _, _ = pooled.eval().encode(batch)  # [B, C, 4D]: outputs, pooled outputs, candidate, pooled inputs
+    hist = pooled.embed.history(batch)  # [B, 8, D] right-padded
+    want = torch.stack([hist[0].mean(0), hist[1, :3].mean(0), torch.zeros(d)])
+    torch.testing.assert_close(out[:, 0, -d:], want)
+    with pytest.raises(ConfigError, match="pool_inputs need a sequence arch"):
+        ModelConfig.from_grade("dnn", 1, pool_inputs=True)

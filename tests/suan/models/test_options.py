@@ -32,6 +32,7 @@ OPTIONS = {
     "authors_full": dict(wiring="authors", candidate_in_head=True, pool_history=True),
     "branches_plain": dict(wiring="branches", candidate_in_head=False, pool_history=False),
     "histograph_pooled": dict(head="histograph", pool_history=True),
+    "pool_inputs": dict(pool_inputs=True), "histograph_inputs": dict(head="histograph", pool_inputs=True),
 }
 
 
