@@ -16,12 +16,10 @@ Cost ~ ``L·(k + L/r)·D`` per head, as the gather path of ``torch.py``, but wit
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from suan.ops.common import attention_triton as kernels
-from suan.ops.common.masks import default_scale
-from suan.ops.rel_attention.triton import bias_grads, cast_like
+from suan.ops.common.attention_fn import parts_attention
 
 
 def sparse_parts(local_window: int, dilation: int, max_attn_len: int, max_len: int) -> list[kernels.Part]:
@@ -41,43 +39,6 @@ def sparse_parts(local_window: int, dilation: int, max_attn_len: int, max_len: i
     return [local, kernels.Part(start, widest, dilation, residue=True, self_term=False)]
 
 
-class SparseAttentionFn(torch.autograd.Function):
-    """Differentiable in q, k, v, pos_bias and time_bias; the layout and the pattern are constants."""
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, pos_bias: Tensor | None, time_bias: Tensor | None,
-                layout: kernels.Layout, local_window: int, dilation: int, max_attn_len: int) -> Tensor:
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        parts = sparse_parts(local_window, dilation, max_attn_len, layout.max_len)
-        scale = default_scale(q.shape[-1])
-        lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)  # [B, H, L] or [N, H]
-        out = torch.empty_like(q)
-        # with a second part the first one's output is its softmax state: keep it in fp32
-        first = out if len(parts) == 1 else torch.empty(q.shape, dtype=torch.float32, device=q.device)
-        kernels.forward(q, k, v, layout, pos_bias, time_bias, parts[0], scale, pointwise=False, out=first, lse=lse)
-        if len(parts) == 2:
-            kernels.forward(q, k, v, layout, pos_bias, time_bias, parts[1], scale, pointwise=False, out=out,
-                            lse=lse, init=first)
-        ctx.save_for_backward(q, k, v, out, lse, pos_bias, time_bias)
-        ctx.layout, ctx.parts, ctx.scale = layout, parts, scale
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        q, k, v, out, lse, pos_bias, time_bias = ctx.saved_tensors
-        do = grad_out.contiguous()
-        delta = (do.float() * out.float()).sum(-1)  # [B, H, L] or [N, H]
-        dpos, dtime = bias_grads(pos_bias, time_bias, ctx.needs_input_grad[3:5])
-        # the second part adds to the first part's gradients: fp32 buffers then
-        dtype = q.dtype if len(ctx.parts) == 1 else torch.float32
-        dq, dk, dv = (torch.empty(q.shape, dtype=dtype, device=q.device) for _ in range(3))
-        for i, part in enumerate(ctx.parts):
-            kernels.backward(q, k, v, do, lse, delta, ctx.layout, pos_bias, time_bias, part, ctx.scale,
-                             pointwise=False, dq=dq, dk=dk, dv=dv, dpos=dpos, dtime=dtime, accumulate=i > 0)
-        dq, dk, dv = dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
-        return dq, dk, dv, cast_like(dpos, pos_bias), cast_like(dtime, time_bias), None, None, None, None
-
-
 def sparse_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targets: Tensor, timestamps: Tensor,
                      pos_bias: Tensor | None, time_bias: Tensor | None, local_window: int, dilation: int,
                      max_attn_len: int) -> Tensor:
@@ -89,9 +50,9 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_ta
     Returns:
         [B, H, L, D], exactly zero at padded positions.
     """
-    kernels.check_device(q)
     layout = kernels.Layout.from_padded(lengths, num_targets, timestamps)
-    return SparseAttentionFn.apply(q, k, v, pos_bias, time_bias, layout, local_window, dilation, max_attn_len)
+    return parts_attention(q, k, v, layout, pos_bias, time_bias,
+                           sparse_parts(local_window, dilation, max_attn_len, layout.max_len))
 
 
 def sparse_attention_jagged(q: Tensor, k: Tensor, v: Tensor, *, offsets: Tensor, num_targets: Tensor,
@@ -104,6 +65,6 @@ def sparse_attention_jagged(q: Tensor, k: Tensor, v: Tensor, *, offsets: Tensor,
     Returns:
         [N, H, D].
     """
-    kernels.check_device(q)
     layout = kernels.Layout.from_jagged(offsets, num_targets, timestamps, max_len)
-    return SparseAttentionFn.apply(q, k, v, pos_bias, time_bias, layout, local_window, dilation, max_attn_len)
+    return parts_attention(q, k, v, layout, pos_bias, time_bias,
+                           sparse_parts(local_window, dilation, max_attn_len, layout.max_len))
