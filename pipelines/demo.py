@@ -19,6 +19,7 @@ from features.protocols import PROTOCOLS
 from features.sources.synthetic import SynthConfig, generate, load_synthetic
 from features.stats import describe
 from pipelines.args import DemoArgs
+from suan.utils.metrics import auc_standard_error
 
 
 def run_demo(args: DemoArgs) -> dict:
@@ -35,7 +36,7 @@ def run_demo(args: DemoArgs) -> dict:
     print(f"[3/6] training {', '.join(args.models)} at grade {args.grade} for {args.epochs} epoch(s)")
     results = _train_all(args, out)
     popularity = _popularity(out / "data")
-    print(_comparison(results, stats["splits"]["test"].get("oracle_auc"), popularity))
+    print(_comparison(results, stats["splits"]["test"].get("oracle_auc"), popularity, stats["splits"]["test"]))
     outcome = {"data": stats, "models": results, "popularity": popularity}
     if "suan" in results:
         outcome["attention"] = _analyze(out)
@@ -165,9 +166,11 @@ def _popularity(data: Path) -> dict[str, float]:
     return {split: popularity_auc(data, split) for split in ("valid", "test")}
 
 
-def _comparison(results: dict[str, dict], oracle: float | None, popularity: dict[str, float] | None = None) -> str:
+def _comparison(results: dict[str, dict], oracle: float | None, popularity: dict[str, float] | None = None,
+                test: dict | None = None) -> str:
     """The models by test AUC, each with its difference to SUAN on the same seed and data order (paired),
-    between the popularity-ranking floor and the oracle ceiling."""
+    between the popularity-ranking floor and the oracle ceiling, and how precise one test AUC is on this
+    many rows (``test``: the split's stats)."""
     ref = results.get("suan", {}).get("test_auc")
     lines = [f"{'model':<6} {'dense params':>12} {'valid AUC':>9} {'test AUC':>9} {'Δ vs suan':>9} {'test GAUC':>9} "
              f"{'logloss':>8} {'epochs':>6} {'samples/s':>9}"]
@@ -181,6 +184,11 @@ def _comparison(results: dict[str, dict], oracle: float | None, popularity: dict
                      "(ranking candidates by their training clicks: the floor)")
     if oracle is not None:
         lines.append(f"{'oracle':<6} {'':>12} {'':>9} {oracle:>9.4f}   (AUC of the planted click probabilities)")
+    if test is not None and ref is not None:
+        n_pos = round(test["rows"] * test["positive_rate"])
+        half = 1.96 * auc_standard_error(ref, n_pos, test["rows"] - n_pos)
+        lines.append(f"one test AUC on {test['rows']:,} rows is ± {half:.4f} (95 %, Hanley-McNeil): models closer "
+                     "than that are not ranked by one run; valid AUC is what chose every checkpoint")
     return "\n".join(lines)
 
 

@@ -22,6 +22,14 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def auc_standard_error(value: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of an AUC measured on ``n_pos`` positives and ``n_neg`` negatives (Hanley & McNeil,
+    1982): how far one evaluation on this many rows may land from the model's AUC on the distribution."""
+    q1, q2 = value / (2 - value), 2 * value**2 / (1 + value)
+    var = (value * (1 - value) + (n_pos - 1) * (q1 - value**2) + (n_neg - 1) * (q2 - value**2)) / (n_pos * n_neg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
 def gauc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
     """Sample-count-weighted mean of per-group AUC over groups that have both classes.
 

@@ -13,7 +13,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     result = run_demo(DemoArgs(out=str(tmp_path / "demo"), users=150, events_per_user=20, models=("suan", "dnn"),
                                grade=0, epochs=1, sweep_grades=(0, 1, 2, 3), sweep_fractions=(0.5, 1.0)))
     out = capsys.readouterr().out
-    assert "oracle" in out and "suan" in out and "dnn" in out and "popul." in out
+    assert "oracle" in out and "suan" in out and "dnn" in out and "popul." in out and "Hanley-McNeil" in out
     # the floor and the ceiling bracket the data: popularity ranking is informative and below the Bayes AUC
     oracle = result["data"]["splits"]["test"]["oracle_auc"]
     assert 0.5 < result["popularity"]["test"] < oracle

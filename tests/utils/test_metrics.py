@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,3 +40,15 @@ def test_gauc_weights_groups_by_size_and_skips_one_class_groups():
 
 def test_logloss():
     assert math.isclose(logloss(np.array([1, 0]), np.array([0.8, 0.3])), -(math.log(0.8) + math.log(0.7)) / 2)
+
+
+def test_the_auc_standard_error_matches_the_spread_of_auc_over_resampled_test_sets():
+    from suan.utils.metrics import auc_standard_error
+
+    rng = np.random.default_rng(0)
+    n_pos, n_neg, shift = 150, 250, 1.0  # positives score N(1, 1), negatives N(0, 1): AUC = Phi(1/sqrt 2) = 0.760
+    draws = [auc(np.r_[np.ones(n_pos), np.zeros(n_neg)], np.r_[rng.normal(shift, 1, n_pos), rng.normal(0, 1, n_neg)])
+             for _ in range(2000)]
+    se = auc_standard_error(float(np.mean(draws)), n_pos, n_neg)
+    assert np.std(draws) == pytest.approx(se, rel=0.1)  # Hanley-McNeil is an approximation: within 10 %
+    assert auc_standard_error(0.76, 4 * n_pos, 4 * n_neg) == pytest.approx(se / 2, rel=0.05)  # ~ 1 / sqrt(rows)
