@@ -43,10 +43,45 @@ def run_compare(args: CompareArgs) -> dict:
             print(f"{spec} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
     summary = summarise(results, baseline=args.models[0])
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "comparison.md").write_text(table(summary, args) + "\n")
+    lengths = by_history_length(out, args)
+    (out / "by_history_length.json").write_text(json.dumps(lengths, indent=2) + "\n")
+    (out / "comparison.md").write_text(table(summary, args) + "\n\n" + length_table(lengths, args) + "\n")
     plot_curves(out, args)
     print(table(summary, args))
     return summary
+
+
+def by_history_length(out: Path, args: CompareArgs) -> dict[str, list[dict]]:
+    """Per model, valid AUC per history-length bucket of its first seed's best model: where a sequence
+    model and a pooling one part ways (on P-AZ the whole gap to the DNN sat in 3-5-behaviour rows)."""
+    from pipelines.artifacts import load_model_dir
+    from pipelines.evaluate import auc_by_history_length
+
+    found = {}
+    for spec in args.models:
+        model_dir = out / "runs" / f"{run_name(spec)}-g{args.grade}-s{args.seeds[0]}" / "model"
+        if model_dir.exists():
+            model, _, _ = load_model_dir(model_dir)
+            found[spec] = auc_by_history_length(model.eval(), args.data, "valid", eval_fraction=args.eval_fraction)
+    return found
+
+
+def length_table(lengths: dict[str, list[dict]], args: CompareArgs) -> str:
+    """Markdown: valid AUC per history-length bucket (rows) and model (columns)."""
+    if not lengths:
+        return ""
+    specs = list(lengths)
+    buckets = {(b["lo"], b["hi"]): b["rows"] for rows in lengths.values() for b in rows}
+    lines = [f"valid AUC by behaviours read (seed {args.seeds[0]}; the best checkpoint of each model)", "",
+             "| behaviours | rows | " + " | ".join(specs) + " |", "|---|---:|" + "---:|" * len(specs)]
+    for (lo, hi), rows in sorted(buckets.items()):
+        cells = []
+        for spec in specs:
+            value = next((b["auc"] for b in lengths[spec] if (b["lo"], b["hi"]) == (lo, hi)), float("nan"))
+            cells.append(f"{value:.4f}")
+        label = f"{lo}" if hi == lo else (f"{lo}–{hi}" if hi is not None else f"{lo}+")
+        lines.append(f"| {label} | {rows:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot_curves(out: Path, args: CompareArgs) -> Path | None:

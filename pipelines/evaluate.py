@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -12,6 +13,10 @@ from pipelines.args import EvalArgs
 from pipelines.artifacts import load_model_dir
 from pipelines.datamodule import ShardDataModule
 from suan.recipe.evaluation import EvalBuffer
+from suan.utils.metrics import auc
+
+# history-length buckets (behaviours read, inclusive upper ends): where sequence models and pooling differ
+LENGTH_EDGES = (0, 2, 5, 10, 20, 50)
 
 
 def evaluate(model, data_dir: str | Path, split: str, batch_size: int, eval_fraction: float = 1.0) -> dict[str, float]:
@@ -21,6 +26,26 @@ def evaluate(model, data_dir: str | Path, split: str, batch_size: int, eval_frac
         for batch in ShardDataModule(data_dir, batch_size=batch_size, eval_fraction=eval_fraction).stream(split):
             buf.add(batch["user_key"], batch["label"], torch.sigmoid(model(batch)))
     return {f"{split}_{k}": v for k, v in buf.compute().items()}
+
+
+def auc_by_history_length(model, data_dir: str | Path, split: str, batch_size: int = 4096,
+                          edges: tuple[int, ...] = LENGTH_EDGES, eval_fraction: float = 1.0) -> list[dict]:
+    """AUC of ``model`` on a split per history-length bucket: ``[{"lo", "hi", "rows", "auc"}, ...]``, buckets
+    ``[0, 0], [1, 2], [3, 5], ...`` and a last open one; empty buckets left out (their rows sum to the split's)."""
+    lengths, labels, scores = [], [], []
+    with torch.no_grad():
+        for batch in ShardDataModule(data_dir, batch_size=batch_size, eval_fraction=eval_fraction).stream(split):
+            scores.append(torch.sigmoid(model(batch)).flatten().numpy())
+            labels.append(batch["label"].flatten().numpy())
+            lengths.append(batch["hist_len"].numpy())
+    n, y, p = (np.concatenate(a) for a in (lengths, labels, scores))
+    rows, lo = [], 0
+    for hi in (*edges, None):
+        keep = (n >= lo) & (n <= hi) if hi is not None else n >= lo
+        if keep.any():
+            rows.append({"lo": lo, "hi": hi, "rows": int(keep.sum()), "auc": auc(y[keep], p[keep])})
+        lo = (hi if hi is not None else lo) + 1
+    return rows
 
 
 def run_eval(args: EvalArgs) -> dict:

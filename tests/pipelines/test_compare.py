@@ -42,6 +42,12 @@ def test_compare_trains_each_variant_with_its_options(tiny_synthetic, tmp_path):
     table = (tmp_path / "comparison.md").read_text()
     assert "suan:mixer=linear_attn" in table and "±" not in table  # one seed: no spread to show
     assert "popularity ranking" in table and (tmp_path / "curves.png").stat().st_size > 10_000
+    # valid AUC per history-length bucket, per model: the buckets cover every valid row once
+    lengths = json.loads((tmp_path / "by_history_length.json").read_text())
+    valid_rows = json.loads((tiny_synthetic / "data" / "stats.json").read_text())["splits"]["valid"]["rows"]
+    assert set(lengths) == set(specs) and all(sum(b["rows"] for b in rows) == valid_rows for rows in lengths.values())
+    assert all(0 < b["auc"] < 1 for rows in lengths.values() for b in rows if b["rows"] >= 50)
+    assert "valid AUC by behaviours read" in table and "| 3–5 |" in table
 
 
 def test_compare_trains_on_the_requested_share_of_rows(tiny_synthetic, tmp_path):
