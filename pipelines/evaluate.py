@@ -22,10 +22,16 @@ LENGTH_EDGES = (0, 2, 5, 10, 20, 50)
 def evaluate(model, data_dir: str | Path, split: str, batch_size: int, eval_fraction: float = 1.0) -> dict[str, float]:
     """Metrics of ``model`` on a split of a prepared folder (on a nested share of its rows if ``eval_fraction`` < 1)."""
     buf = EvalBuffer()
+    for batch, probs in predictions(model, data_dir, split, batch_size, eval_fraction):
+        buf.add(batch["user_key"], batch["label"], probs)
+    return {f"{split}_{k}": v for k, v in buf.compute().items()}
+
+
+def predictions(model, data_dir: str | Path, split: str, batch_size: int, eval_fraction: float = 1.0):
+    """``(batch, click probabilities)`` over a split (a nested share of its rows if ``eval_fraction`` < 1)."""
     with torch.no_grad():
         for batch in ShardDataModule(data_dir, batch_size=batch_size, eval_fraction=eval_fraction).stream(split):
-            buf.add(batch["user_key"], batch["label"], torch.sigmoid(model(batch)))
-    return {f"{split}_{k}": v for k, v in buf.compute().items()}
+            yield batch, torch.sigmoid(model(batch))
 
 
 def auc_by_history_length(model, data_dir: str | Path, split: str, batch_size: int = 4096,
@@ -33,11 +39,10 @@ def auc_by_history_length(model, data_dir: str | Path, split: str, batch_size: i
     """AUC of ``model`` on a split per history-length bucket: ``[{"lo", "hi", "rows", "auc"}, ...]``, buckets
     ``[0, 0], [1, 2], [3, 5], ...`` and a last open one; empty buckets left out (their rows sum to the split's)."""
     lengths, labels, scores = [], [], []
-    with torch.no_grad():
-        for batch in ShardDataModule(data_dir, batch_size=batch_size, eval_fraction=eval_fraction).stream(split):
-            scores.append(torch.sigmoid(model(batch)).flatten().numpy())
-            labels.append(batch["label"].flatten().numpy())
-            lengths.append(batch["hist_len"].numpy())
+    for batch, probs in predictions(model, data_dir, split, batch_size, eval_fraction):
+        scores.append(probs.flatten().numpy())
+        labels.append(batch["label"].flatten().numpy())
+        lengths.append(batch["hist_len"].numpy())
     n, y, p = (np.concatenate(a) for a in (lengths, labels, scores))
     rows, lo = [], 0
     for hi in (*edges, None):

@@ -182,9 +182,9 @@ def write_outputs(out: Path, args: TrainArgs, model, cfg: ModelConfig, metrics: 
         client.set_tag(run_id, key, value)
     for key, value in metrics.items():
         client.log_metric(run_id, f"final_{key}", float(value))
-    model = {f"model.{k}": v for k, v in cfg.to_dict().items() if k != "mixer_options"}
-    model.update({f"model.mixer.{k}": v for k, v in cfg.mixer_options.to_dict().items()})  # the dotted paths
-    logger.log_hyperparams({**{f"train.{k}": v for k, v in args.to_dict().items()}, **model})
+    model_params = {f"model.{k}": v for k, v in cfg.to_dict().items() if k != "mixer_options"}
+    model_params.update({f"model.mixer.{k}": v for k, v in cfg.mixer_options.to_dict().items()})  # dotted paths
+    logger.log_hyperparams({**{f"train.{k}": v for k, v in args.to_dict().items()}, **model_params})
     client.log_artifacts(run_id, str(model_dir), "model")
     for name in ("train_config.yaml", "provenance.json"):
         client.log_artifact(run_id, str(out / name))

@@ -13,7 +13,7 @@ longest), where the data has them.
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Literal
 
 from suan.mixers.options import MixerOptions
@@ -170,9 +170,7 @@ class ModelConfig(Config):
             given = own.from_dict(given)
         elif type(given) is not own and given == type(given)():  # defaults of another mixer (e.g. after replace)
             given = own()
-        require(type(given) is own, f"{self.arch} with mixer {self.mixer_name!r} takes {own.__name__} "
-                                    f"{option_fields(own)}, got {type(given).__name__}({given.to_dict()})")
-        object.__setattr__(self, "mixer_options", given)
+        object.__setattr__(self, "mixer_options", own.own(given, f"{self.arch} with mixer {self.mixer_name!r}"))
         object.__setattr__(self, "position", self._resolved_position())
         self.validate()
 
@@ -272,9 +270,10 @@ def _upgrade(data: dict) -> dict:
     counts = {name: data.pop(name) for name in MIXER_COUNTS if name in data}
     # versions 1-3 saved "relative" (the old default) where the mixer's name overrode it: save what ran
     name = mixer or DEFAULT_MIXER.get(arch, "")
-    if name and data.get("position", "relative") == "relative" and "relative" not in mixer_spec(name).positions \
-            and mixer_spec(name).positions:
-        data["position"] = mixer_spec(name).position
+    spec = mixer_spec(name) if name else None
+    if spec is not None and spec.positions and "relative" not in spec.positions \
+            and data.get("position", "relative") == "relative":
+        data["position"] = spec.position
     # versions 1-2: a count the mixer never read had no effect on the trained model; versions 1-3: the read
     # counts become the mixer's own options
     reads = mixer_reads(arch, mixer, router)
@@ -290,8 +289,8 @@ def mixer_options_from_counts(arch: str, mixer: str = "", layer_router: bool = F
     require(set(counts) <= set(MIXER_COUNTS), f"counts are {sorted(MIXER_COUNTS)}, got {sorted(counts)}")
     reads = mixer_reads(arch, mixer, layer_router)
     name = mixer or DEFAULT_MIXER.get(arch, "")
+    read = ", ".join(f"{k} as its {v}" for k, v in reads.items()) or "none of local_window, dilation, num_blocks"
     for count, value in counts.items():
-        read = ", ".join(f"{k} as its {v}" for k, v in reads.items()) or "none of local_window, dilation, num_blocks"
         require(value == MIXER_COUNTS[count] or count in reads,
                 f"{arch} with mixer {name!r} does not read {count} (it reads {read}); leave it at "
                 f"{MIXER_COUNTS[count]}")
@@ -303,7 +302,7 @@ def with_named_options(options: MixerOptions, pairs: tuple[str, ...], counts: di
     field's type. An unknown or repeated field, a bad value, or a field its count (in ``counts``, the
     generic counts as the user gave them) also set away from its default is an error naming the field."""
     own = type(options)
-    known, values = option_fields(own), {}
+    known, values = own.field_names(), {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         require(bool(sep) and key in known and key not in values,
@@ -318,11 +317,6 @@ def with_named_options(options: MixerOptions, pairs: tuple[str, ...], counts: di
         except ValueError as exc:
             raise ConfigError(f"mixer option {pair!r}: {value!r} is not of type {kind.__name__}") from exc
     return options.replace(**values) if values else options
-
-
-def option_fields(options_class: type) -> list[str]:
-    """The field names of a mixer's options class (what ``--mixer-options`` and ``mixer.<field>`` accept)."""
-    return [f.name for f in fields(options_class)]
 
 
 def mixer_reads(arch: str, mixer: str, layer_router: bool) -> dict[str, str]:

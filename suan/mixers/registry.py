@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from suan.mixers.aaren import Aaren
-from suan.mixers.base import Mixer, MixerConfig, MixerOptions, RecurrentMixer
+from suan.mixers.base import Mixer, MixerConfig, RecurrentMixer
 from suan.mixers.combiner import CombinerAttention
 from suan.mixers.dhsa import DHSAttention
 from suan.mixers.gated_deltanet import GatedDeltaNet
@@ -88,13 +88,8 @@ def build_mixer(cfg: MixerConfig) -> Mixer:
     if cfg.name not in MIXERS:
         raise ConfigError(f"unknown mixer {cfg.name!r}; registered: {sorted(MIXERS)}")
     spec = MIXERS[cfg.name]
-    own = spec.cls.options
-    if type(cfg.options) is MixerOptions and own is not MixerOptions:
-        cfg = cfg.replace(options=own())
-    if type(cfg.options) is not own:
-        raise ConfigError(f"mixer {cfg.name!r} takes {own.__name__} options "
-                          f"{sorted(f.name for f in fields(own))}, got {type(cfg.options).__name__}")
-    return spec.cls(cfg.replace(**spec.defaults) if spec.defaults else cfg)
+    cfg = cfg.replace(options=spec.cls.options.own(cfg.options, f"mixer {cfg.name!r}"), **spec.defaults)
+    return spec.cls(cfg)
 
 
 register("softmax_rel", SoftmaxAttention, "softmax attention + relative position and time-bucket bias (SUAN)",
