@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from features.errors import DataError
@@ -67,7 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"suan: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except SystemExit as exc:
+        if not _stopped_by_sigterm(exc):
+            raise
+        print("suan: stopped by SIGTERM before the work finished: nothing was marked complete (no metrics.json) "
+              "and the last checkpoint is kept; run the same command again to continue (train and distill: add "
+              "--resume; compare and scale sweep resume their unfinished runs, tune resumes its study)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
+
+
+def _stopped_by_sigterm(exc: SystemExit) -> bool:
+    # Lightning turns SIGTERM into a SystemExit without a code, which would exit 0: a preempted or killed run
+    # would read as a success to a shell `&&`, a scheduler or a job array
+    if "lightning" not in sys.modules:
+        return False
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    return isinstance(exc, SIGTERMException)
 
 
 if __name__ == "__main__":

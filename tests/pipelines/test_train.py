@@ -137,6 +137,27 @@ def test_sigkilled_run_resumes_to_the_same_metrics(tiny_synthetic, tmp_path):
 
 
 @pytest.mark.slow
+def test_sigtermed_run_exits_143_keeps_its_checkpoint_and_resumes(tiny_synthetic, tmp_path):
+    # Lightning turns SIGTERM (a scheduler's preemption, `kill`) into an exit without a code: status 0 would let
+    # `suan train && suan export` go on with a run that never finished
+    args = _args(tiny_synthetic / "data", tmp_path / "termed", max_epochs=3, patience=5)
+    proc = subprocess.Popen(_train_cmd(args), cwd=REPO, env=_clean_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    last = tmp_path / "termed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert not (tmp_path / "termed" / "metrics.json").exists(), "terminated too late: the run had finished"
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr and "--resume" in stderr
+    assert last.exists()
+    resumed = run_train(args.replace(resume=True))
+    assert resumed["global_step"] > 0 and (tmp_path / "termed" / "metrics.json").exists()
+
+
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(tiny_synthetic, tmp_path):
     args = _args(tiny_synthetic / "data", tmp_path / "ddp", max_epochs=1, accelerator="cpu", devices=2,
                  strategy="ddp")
