@@ -128,7 +128,7 @@ class ModelConfig(Config):
             at its own width (``suan.models.sequence.length_chunks``): the same outputs and gradients as
             one padded pass, fewer tokens when lengths differ (sequence archs). Default: True.
         version: the schema version this config was written with (older ones are upgraded on load, see
-            :meth:`from_dict`). Default: 3.
+            :meth:`from_dict`). Default: 4.
     """
 
     arch: Literal["suan", "lightsuan", "dnn", "din", "bst", "hstu"]
