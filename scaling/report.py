@@ -47,6 +47,8 @@ def sweep_points(manifest: dict) -> list[dict]:
                "mfu": float(np.mean([r.get("mfu", np.nan) for r in runs]))}
         row.update({k: float(np.mean([x.get(k, np.nan) for x in m]))
                     for k in (*AXES, *METRICS.values(), SELECT_ON, "params_dense", "params_head")})
+        # how much data each dense weight sees: where a size axis saturates, this is usually the reason
+        row["samples_per_dense_param"] = row["train_samples"] / row["params_dense"]
         out.append(row)
     return out
 
@@ -169,13 +171,14 @@ def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: in
 def render_report(result: dict) -> str:
     """Markdown: points table, fitted laws with CIs, R², extrapolation errors, embedded plots."""
     lines = ["# Scaling-law report", "", "## Sweep points (seed means)", "",
-             "| grade | L | fraction | seeds | encoder params | head params | FLOPs/sample | train samples | test logloss "
-             "| test AUC | wall s | samples/s | MFU |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| grade | L | fraction | seeds | encoder params | head params | FLOPs/sample | train samples "
+             "| samples per dense param | test logloss | test AUC | wall s | samples/s | MFU |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in result["points"]:
         lines.append(f"| {p['grade']} | {p.get('seq_len', float('nan')):.0f} | {p['fraction']:g} | {p['seeds']} | "
                      f"{p['params_encoder']:,.0f} | {p.get('params_head', float('nan')):,.0f} | "
-                     f"{p['flops_per_sample']:,.0f} | {p['train_samples']:,.0f} | {p['test_logloss']:.4f} | "
+                     f"{p['flops_per_sample']:,.0f} | {p['train_samples']:,.0f} | "
+                     f"{p.get('samples_per_dense_param', float('nan')):.3g} | {p['test_logloss']:.4f} | "
                      f"{p['test_auc']:.4f} | {p['wall_s']:.0f} | {p.get('samples_per_second', float('nan')):,.0f} | "
                      f"{100 * p.get('mfu', float('nan')):.2f} % |")
     lines += ["", *(f"![measured {m}](plots/sweep_{m}.png)" for m in METRICS)]

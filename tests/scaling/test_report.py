@@ -111,6 +111,8 @@ def test_sequence_length_is_its_own_axis_and_n_is_the_encoder_without_its_head(t
     assert length["n_points"] == 5 and length["coefficients"]["alpha"] == pytest.approx(0.5, rel=0.05)
     assert result["joint"]["logloss"]["coefficients"]["alpha"] == pytest.approx(0.3, rel=0.05)
     assert "| 3 | 400 | 1 |" in render_report(result)
+    # the data each dense weight sees, the usual reason a size axis saturates: 1e6 rows / (640k + 100k) weights
+    assert f"| {1e6:,.0f} | {1e6 / (1e4 * 4**3 + 1e5):.3g} |" in render_report(result)
 
 
 def test_an_l_shaped_sweep_fits_both_laws(tmp_path):
