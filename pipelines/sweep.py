@@ -1,13 +1,15 @@
 """``suan scale sweep``: grades x lengths x data fractions x learning rates x seeds, each trained by the normal pipeline.
 
 Resumable: finished points are skipped, a failed point is recorded with its error and the sweep
-goes on; ``manifest.json`` is rewritten atomically after every point. All runs log to one MLflow
+goes on; every point is merged into ``manifest.json`` as it finishes (atomically, under a file lock, into
+the file as it is then: several workers and studies share one folder without dropping each other's
+points, and ``suan scale fit`` can follow a sweep while it runs). All runs log to one MLflow
 experiment (the sweep folder's name) with grade / fraction / seed as parameters and tags.
 
 With ``--storage`` the grid is an Optuna study (``GridSampler``) on that RDB: every process or machine
 given the same command takes the next untaken point until the grid is done, a point whose worker died
-is retried (Optuna's heartbeat), and each worker rewrites ``manifest.json`` from the study, so the last
-one to finish leaves the whole grid in it. No scheduler of our own: the storage is the coordination.
+is retried (Optuna's heartbeat), and each worker merges the whole study into ``manifest.json`` when it
+ends. No scheduler of our own: the storage is the coordination.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pipelines.args import SweepArgs, TrainArgs
 from pipelines.mfu import matmul_peak, mfu
 from pipelines.tracking import sqlite_lock
 from pipelines.train import run_train
-from scaling.manifest import load_manifest, point_name, save_manifest
+from scaling.manifest import load_manifest, merge_points, point_name
 
 
 def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: int, peak: float,
@@ -79,12 +81,11 @@ def run_sweep(args: SweepArgs) -> dict:
     """Train every missing point of the grid; returns the manifest."""
     sweep = Path(args.out)
     sweep.mkdir(parents=True, exist_ok=True)
-    manifest = load_manifest(sweep)
-    manifest["config"] = args.to_dict()
     # this machine's measured matmul peak, with the training runs' thread count: the denominator of MFU
-    peak = manifest.setdefault("peak_flops", matmul_peak(device="cuda" if torch.cuda.is_available() else "cpu"))
+    peak = load_manifest(sweep).get("peak_flops") or matmul_peak(device="cuda" if torch.cuda.is_available() else "cpu")
+    manifest = merge_points(sweep, {}, config=args.to_dict(), peak_flops=peak)
     if args.storage:
-        return _shared_sweep(args, sweep, manifest, peak)
+        return _shared_sweep(args, sweep, peak)
     lrs = args.lrs or (0.0,)  # 0: the sweep's one lr, not an axis
     grid = [(g, n, f, r, s) for g in args.grades for n in args.seq_lens for f in args.data_fractions for r in lrs
             for s in args.seeds]
@@ -92,14 +93,16 @@ def run_sweep(args: SweepArgs) -> dict:
         name = point_name(grade, fraction, seed, seq_len, lr)
         if manifest["points"].get(name, {}).get("status") == "done":
             continue
-        manifest["points"][name] = run_point(args, sweep, grade, fraction, seed, peak, seq_len=seq_len, lr=lr)
-        save_manifest(sweep, manifest)
-        _report(k, len(grid), manifest["points"][name])
+        entry = run_point(args, sweep, grade, fraction, seed, peak, seq_len=seq_len, lr=lr)
+        manifest = merge_points(sweep, {name: entry})
+        _report(k, len(grid), entry)
     return manifest
 
 
-def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> dict:
-    """The grid as an Optuna study on ``args.storage``: take points until none is left, then write the manifest."""
+def _shared_sweep(args: SweepArgs, sweep: Path, peak: float) -> dict:
+    """The grid as an Optuna study on ``args.storage``: take points until none is left. Each finished point is
+    merged into the manifest at once (a fit can follow the sweep while it runs); at the end every trial of the
+    study is merged again, so a point whose worker died after training is not lost."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = {"grade": list(args.grades), "seq_len": list(args.seq_lens), "fraction": list(args.data_fractions),
@@ -117,6 +120,7 @@ def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> 
         entry = run_point(args, sweep, point["grade"], point["fraction"], point["seed"], peak,
                           tag=f"-t{trial.number}", seq_len=point["seq_len"], lr=point["lr"])
         trial.set_user_attr("entry", {k: v for k, v in entry.items() if k != "traceback"})
+        merge_points(sweep, {entry_name(entry): entry})
         _report(trial.number + 1, total, entry)
         if entry["status"] != "done":
             raise RuntimeError(entry["error"])
@@ -124,13 +128,9 @@ def _shared_sweep(args: SweepArgs, sweep: Path, manifest: dict, peak: float) -> 
 
     # the sampler stops the study once every grid point is taken (by any worker)
     study.optimize(objective, n_trials=total, catch=(RuntimeError,))
+    entries: dict[str, dict] = {}
     for trial in study.get_trials(deepcopy=False):
         entry = trial.user_attrs.get("entry")
-        if entry is None:
-            continue
-        name = entry_name(entry)
-        if manifest["points"].get(name, {}).get("status") != "done":  # a retried point's success wins
-            manifest["points"][name] = entry
-    manifest["storage"] = args.storage
-    save_manifest(sweep, manifest)
-    return manifest
+        if entry is not None and entries.get(entry_name(entry), {}).get("status") != "done":
+            entries[entry_name(entry)] = entry  # a retried point's success wins over its failure
+    return merge_points(sweep, entries, storage=args.storage)

@@ -5,8 +5,11 @@ Training the points is ``pipelines.sweep`` (the scaling package fits and plots; 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 MANIFEST = "manifest.json"
@@ -29,3 +32,29 @@ def save_manifest(sweep: Path, manifest: dict) -> None:
     tmp = sweep / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, sweep / MANIFEST)
+
+
+@contextmanager
+def _locked(sweep: Path) -> Iterator[None]:
+    sweep.mkdir(parents=True, exist_ok=True)
+    with open(sweep / f".{MANIFEST}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def merge_points(sweep: Path, entries: dict[str, dict], **fields) -> dict:
+    """Merge ``entries`` (name → point) and top-level ``fields`` into the manifest on disk; returns it.
+
+    Several workers, and several studies (a size axis and a data axis), share one sweep folder: each merges
+    into the file as it is now, under a lock, instead of writing back what it loaded when it started (which
+    dropped the points another worker had written meanwhile). A finished point is never replaced; a failed
+    or retried one is, by its newer outcome.
+    """
+    with _locked(sweep):
+        manifest = load_manifest(sweep)
+        for name, entry in entries.items():
+            if manifest["points"].get(name, {}).get("status") != "done":
+                manifest["points"][name] = entry
+        manifest.update(fields)
+        save_manifest(sweep, manifest)
+    return manifest

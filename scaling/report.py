@@ -15,13 +15,14 @@ law identified" rather than reported as a finding.
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import numpy as np
 
 from scaling.fit import compute_optimal, compute_optimal_ci, find_bend, fit_axis, fit_joint
-from scaling.manifest import load_manifest
+from scaling.manifest import MANIFEST, load_manifest
 from scaling.plots import plot_axis_fit, plot_joint_contours, plot_lr_curves, plot_sweep_grid
 
 AXES = {"params_encoder": "encoder parameters (non-embedding)", "flops_per_sample": "forward FLOPs per sample",
@@ -96,7 +97,11 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
     sweep = Path(sweep)
     out = Path(out) if out else sweep
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    points, searched = tune_lr(sweep_points(load_manifest(sweep)))
+    manifest = load_manifest(sweep)
+    if not any(p.get("status") == "done" for p in manifest["points"].values()):
+        raise FileNotFoundError(errno.ENOENT, "no finished sweep point to fit: run `suan scale sweep --out` this "
+                                "folder first (a running sweep adds each point as it finishes)", str(sweep / MANIFEST))
+    points, searched = tune_lr(sweep_points(manifest))
     result: dict = {"points": points, "lr_search": searched, "per_axis": {}, "joint": {}, "compute_optimal": {}}
     if searched:
         plot_lr_curves(searched, out / "plots" / "lr_search.png")

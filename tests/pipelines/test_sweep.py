@@ -9,7 +9,7 @@ import pytest
 import pipelines.sweep
 from pipelines.args import SweepArgs
 from pipelines.sweep import run_sweep
-from scaling.manifest import load_manifest
+from scaling.manifest import load_manifest, merge_points
 
 
 @pytest.mark.integration
@@ -66,6 +66,42 @@ def test_a_learning_rate_axis_trains_each_rate_in_its_own_run(tmp_path, monkeypa
     assert [c.lr for c in calls] == [3e-4, 3e-3]
     assert sorted(manifest["points"]) == ["g1-f1-lr0.0003-s0", "g1-f1-lr0.003-s0"]
     assert {p["lr_set"] for p in manifest["points"].values()} == {3e-4, 3e-3}
+
+
+def _done(grade: int) -> dict:
+    return {"grade": grade, "fraction": 1.0, "seed": 0, "status": "done", "wall_s": 1.0, "metrics": {}}
+
+
+@pytest.mark.parametrize("storage", [False, True])
+def test_a_point_another_worker_writes_meanwhile_is_kept(tmp_path, monkeypatch, storage):
+    # two workers (or two studies, e.g. a size axis and a data axis) share one folder: each used to write back
+    # the manifest it loaded at its start, dropping the points the other had written since
+    sweep = tmp_path / "sweep"
+    args = SweepArgs(data="unused", out=str(sweep), grades=(1,), data_fractions=(1.0,), seeds=(0, 1),
+                     storage=f"sqlite:///{tmp_path / 'sweep.db'}" if storage else "")
+
+    def train(a):  # while this worker trains, another one finishes grade 9
+        merge_points(sweep, {"g9-f1-s0": _done(9)})
+        return {"test_auc": 0.5, "valid_logloss": 0.6}
+
+    monkeypatch.setattr(pipelines.sweep, "run_train", train)
+    run_sweep(args)
+    points = load_manifest(sweep)["points"]
+    assert sorted(points) == ["g1-f1-s0", "g1-f1-s1", "g9-f1-s0"]
+    assert all(p["status"] == "done" for p in points.values())
+
+
+def test_a_finished_point_is_never_replaced_and_a_failed_one_is(tmp_path):
+    merge_points(tmp_path, {"g1-f1-s0": _done(1), "g2-f1-s0": {**_done(2), "status": "failed"}})
+    merge_points(tmp_path, {"g1-f1-s0": {**_done(1), "status": "failed"}, "g2-f1-s0": _done(2)})
+    assert {n: p["status"] for n, p in load_manifest(tmp_path)["points"].items()} == {"g1-f1-s0": "done",
+                                                                                       "g2-f1-s0": "done"}
+
+
+def test_fitting_a_folder_without_finished_points_says_so(tmp_path):
+    from pipelines.cli import main
+
+    assert main(["scale", "fit", "--sweep", str(tmp_path)]) == 2
 
 
 @pytest.mark.slow
