@@ -117,6 +117,9 @@ def _shared_sweep(args: SweepArgs, sweep: Path, peak: float) -> dict:
 
     def objective(trial: optuna.Trial) -> float:
         point = {k: trial.suggest_categorical(k, v) for k, v in space.items()}
+        if _taken_elsewhere(study, trial, point):
+            study.stop()  # nothing is left for this worker: the others finish the points they hold
+            raise optuna.TrialPruned(f"{point} is being trained or was trained by another trial")
         entry = run_point(args, sweep, point["grade"], point["fraction"], point["seed"], peak,
                           tag=f"-t{trial.number}", seq_len=point["seq_len"], lr=point["lr"])
         trial.set_user_attr("entry", {k: v for k, v in entry.items() if k != "traceback"})
@@ -127,10 +130,25 @@ def _shared_sweep(args: SweepArgs, sweep: Path, peak: float) -> dict:
         return float(entry["metrics"]["valid_logloss"])
 
     # the sampler stops the study once every grid point is taken (by any worker)
-    study.optimize(objective, n_trials=total, catch=(RuntimeError,))
+    if not _all_complete(study, total):
+        study.optimize(objective, n_trials=total, catch=(RuntimeError,))
     entries: dict[str, dict] = {}
     for trial in study.get_trials(deepcopy=False):
         entry = trial.user_attrs.get("entry")
         if entry is not None and entries.get(entry_name(entry), {}).get("status") != "done":
             entries[entry_name(entry)] = entry  # a retried point's success wins over its failure
     return merge_points(sweep, entries, storage=args.storage)
+
+
+def _taken_elsewhere(study: optuna.Study, trial: optuna.Trial, point: dict) -> bool:
+    """Whether another trial holds ``point`` (running, or finished well). Once no untaken point is left,
+    Optuna's grid sampler re-draws one that is still running elsewhere, so a free worker would train a point
+    another worker is training (measured: a second 20-minute grade-3 run of the same seed), and a rerun of a
+    finished sweep would train a point again. A worker that died is covered by the heartbeat retry instead."""
+    states = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE)
+    return any(t.number != trial.number and t.params == point for t in study.get_trials(deepcopy=False, states=states))
+
+
+def _all_complete(study: optuna.Study, total: int) -> bool:
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return len({tuple(sorted(t.params.items())) for t in done}) >= total

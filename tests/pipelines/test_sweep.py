@@ -91,6 +91,27 @@ def test_a_point_another_worker_writes_meanwhile_is_kept(tmp_path, monkeypatch, 
     assert all(p["status"] == "done" for p in points.values())
 
 
+def test_a_point_another_worker_is_training_is_not_trained_twice(tmp_path, monkeypatch):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    args = SweepArgs(data="unused", out=str(tmp_path / "sweep"), grades=(1,), data_fractions=(1.0,), seeds=(0, 1),
+                     storage=storage)
+    space = {"grade": [1], "seq_len": [0], "fraction": [1.0], "lr": [0.0], "seed": [0, 1]}
+    other = optuna.create_study(study_name="sweep", storage=storage, sampler=optuna.samplers.GridSampler(space))
+    held = other.ask()  # another worker holds one grid point and is still training it
+    held_seed = [held.suggest_categorical(k, v) for k, v in space.items()][-1]
+    calls = []
+    monkeypatch.setattr(pipelines.sweep, "run_train",
+                        lambda a: calls.append(a.seed) or {"test_auc": 0.5, "valid_logloss": 0.6})
+    run_sweep(args)
+    # Optuna's grid sampler re-draws the held point once no untaken one is left: it must not be trained here
+    assert calls == [1 - held_seed]
+    optuna.load_study(study_name="sweep", storage=storage).tell(held.number, 0.6)  # the other worker finishes
+    run_sweep(args)  # a rerun of the finished sweep trains nothing
+    assert calls == [1 - held_seed]
+
+
 def test_a_finished_point_is_never_replaced_and_a_failed_one_is(tmp_path):
     merge_points(tmp_path, {"g1-f1-s0": _done(1), "g2-f1-s0": {**_done(2), "status": "failed"}})
     merge_points(tmp_path, {"g1-f1-s0": {**_done(1), "status": "failed"}, "g2-f1-s0": _done(2)})
