@@ -87,8 +87,8 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
 
     from pipelines.args import SweepArgs
     from pipelines.mfu import matmul_peak
-    from pipelines.sweep import entry_name, mark_done, point_entry, run_sweep
-    from scaling.manifest import save_manifest
+    from pipelines.sweep import mark_done, point_entry, run_sweep
+    from scaling.manifest import entry_name, save_manifest
     from scaling.report import fit_sweep
 
     sweep = out / "sweep"

@@ -27,7 +27,7 @@ from pipelines.args import SweepArgs, TrainArgs
 from pipelines.mfu import matmul_peak, mfu
 from pipelines.tracking import sqlite_lock
 from pipelines.train import run_train
-from scaling.manifest import load_manifest, merge_points, point_name
+from scaling.manifest import entry_name, load_manifest, merge_points, point_name
 
 
 def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: int, peak: float,
@@ -66,11 +66,6 @@ def mark_done(entry: dict, metrics: dict, peak: float) -> dict:
     return entry
 
 
-def entry_name(entry: dict) -> str:
-    return point_name(entry["grade"], entry["fraction"], entry["seed"], entry.get("seq_len_set", 0),
-                      entry.get("lr_set", 0.0))
-
-
 def _report(k: int, total: int, entry: dict) -> None:
     name = entry_name(entry)
     auc = entry.get("metrics", {}).get("test_auc", float("nan"))
@@ -83,7 +78,7 @@ def run_sweep(args: SweepArgs) -> dict:
     sweep.mkdir(parents=True, exist_ok=True)
     # this machine's measured matmul peak, with the training runs' thread count: the denominator of MFU
     peak = load_manifest(sweep).get("peak_flops") or matmul_peak(device="cuda" if torch.cuda.is_available() else "cpu")
-    manifest = merge_points(sweep, {}, config=args.to_dict(), peak_flops=peak)
+    manifest = merge_points(sweep, [], config=args.to_dict(), peak_flops=peak)
     if args.storage:
         return _shared_sweep(args, sweep, peak)
     lrs = args.lrs or (0.0,)  # 0: the sweep's one lr, not an axis
@@ -94,7 +89,7 @@ def run_sweep(args: SweepArgs) -> dict:
         if manifest["points"].get(name, {}).get("status") == "done":
             continue
         entry = run_point(args, sweep, grade, fraction, seed, peak, seq_len=seq_len, lr=lr)
-        manifest = merge_points(sweep, {name: entry})
+        manifest = merge_points(sweep, [entry])
         _report(k, len(grid), entry)
     return manifest
 
@@ -123,7 +118,7 @@ def _shared_sweep(args: SweepArgs, sweep: Path, peak: float) -> dict:
         entry = run_point(args, sweep, point["grade"], point["fraction"], point["seed"], peak,
                           tag=f"-t{trial.number}", seq_len=point["seq_len"], lr=point["lr"])
         trial.set_user_attr("entry", {k: v for k, v in entry.items() if k != "traceback"})
-        merge_points(sweep, {entry_name(entry): entry})
+        merge_points(sweep, [entry])
         _report(trial.number + 1, total, entry)
         if entry["status"] != "done":
             raise RuntimeError(entry["error"])
@@ -132,11 +127,8 @@ def _shared_sweep(args: SweepArgs, sweep: Path, peak: float) -> dict:
     # the sampler stops the study once every grid point is taken (by any worker)
     if not _all_complete(study, total):
         study.optimize(objective, n_trials=total, catch=(RuntimeError,))
-    entries: dict[str, dict] = {}
-    for trial in study.get_trials(deepcopy=False):
-        entry = trial.user_attrs.get("entry")
-        if entry is not None and entries.get(entry_name(entry), {}).get("status") != "done":
-            entries[entry_name(entry)] = entry  # a retried point's success wins over its failure
+    # a retried point has two trials: merge_points keeps the done one
+    entries = [t.user_attrs["entry"] for t in study.get_trials(deepcopy=False) if "entry" in t.user_attrs]
     return merge_points(sweep, entries, storage=args.storage)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,12 @@ def point_name(grade: int, fraction: float, seed: int, seq_len: int = 0, lr: flo
     length = f"-L{seq_len}" if seq_len else ""
     rate = f"-lr{lr:g}" if lr else ""
     return f"g{grade}{length}-f{fraction:g}{rate}-s{seed}"
+
+
+def entry_name(entry: dict) -> str:
+    """The manifest key of a point's entry (see ``point_name``)."""
+    return point_name(entry["grade"], entry["fraction"], entry["seed"], entry.get("seq_len_set", 0),
+                      entry.get("lr_set", 0.0))
 
 
 def load_manifest(sweep: str | Path) -> dict:
@@ -42,17 +48,19 @@ def _locked(sweep: Path) -> Iterator[None]:
         yield
 
 
-def merge_points(sweep: Path, entries: dict[str, dict], **fields) -> dict:
-    """Merge ``entries`` (name → point) and top-level ``fields`` into the manifest on disk; returns it.
+def merge_points(sweep: Path, entries: Iterable[dict], **fields) -> dict:
+    """Merge point ``entries`` (each named by ``entry_name``) and top-level ``fields`` into the manifest on disk;
+    returns it.
 
     Several workers, and several studies (a size axis and a data axis), share one sweep folder: each merges
     into the file as it is now, under a lock, instead of writing back what it loaded when it started (which
     dropped the points another worker had written meanwhile). A finished point is never replaced; a failed
-    or retried one is, by its newer outcome.
+    or retried one is, by its newer outcome (so of two entries for one point, done or not, the done one stays).
     """
     with _locked(sweep):
         manifest = load_manifest(sweep)
-        for name, entry in entries.items():
+        for entry in entries:
+            name = entry_name(entry)
             if manifest["points"].get(name, {}).get("status") != "done":
                 manifest["points"][name] = entry
         manifest.update(fields)

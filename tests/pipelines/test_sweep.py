@@ -81,7 +81,7 @@ def test_a_point_another_worker_writes_meanwhile_is_kept(tmp_path, monkeypatch, 
                      storage=f"sqlite:///{tmp_path / 'sweep.db'}" if storage else "")
 
     def train(a):  # while this worker trains, another one finishes grade 9
-        merge_points(sweep, {"g9-f1-s0": _done(9)})
+        merge_points(sweep, [_done(9)])
         return {"test_auc": 0.5, "valid_logloss": 0.6}
 
     monkeypatch.setattr(pipelines.sweep, "run_train", train)
@@ -113,10 +113,12 @@ def test_a_point_another_worker_is_training_is_not_trained_twice(tmp_path, monke
 
 
 def test_a_finished_point_is_never_replaced_and_a_failed_one_is(tmp_path):
-    merge_points(tmp_path, {"g1-f1-s0": _done(1), "g2-f1-s0": {**_done(2), "status": "failed"}})
-    merge_points(tmp_path, {"g1-f1-s0": {**_done(1), "status": "failed"}, "g2-f1-s0": _done(2)})
-    assert {n: p["status"] for n, p in load_manifest(tmp_path)["points"].items()} == {"g1-f1-s0": "done",
-                                                                                       "g2-f1-s0": "done"}
+    merge_points(tmp_path, [_done(1), {**_done(2), "status": "failed"}])
+    merge_points(tmp_path, [{**_done(1), "status": "failed"}, _done(2)])
+    # one call with two entries for a point (a retried trial): the done one stays, in either order
+    merge_points(tmp_path, [_done(3), {**_done(3), "status": "failed"}, {**_done(4), "status": "failed"}, _done(4)])
+    assert {n: p["status"] for n, p in load_manifest(tmp_path)["points"].items()} == {
+        "g1-f1-s0": "done", "g2-f1-s0": "done", "g3-f1-s0": "done", "g4-f1-s0": "done"}
 
 
 def test_fitting_a_folder_without_finished_points_says_so(tmp_path):
