@@ -26,6 +26,7 @@ POSITIONS = ("relative", "rope", "none")
 HEADS = ("last", "histograph")
 ABLATIONS = ("fixed", "seqfree", "stale_qk")
 WIRINGS = ("branches", "authors")
+DIN_WEIGHTS = ("unit", "softmax")
 # ModelConfig's schema version, saved with every config. Version 1 (no ``version`` key) predates the fields
 # below: a saved config that does not name them meant these values, not today's defaults. Version 2 could
 # hold a count (local_window, dilation, num_blocks) its mixer never read; version 3 refused one; version 4
@@ -121,6 +122,10 @@ class ModelConfig(Config):
             summary the DNN head reads; on P-AZ the sequence models trail the DNN only on 3-5-behaviour rows
             (docs/RESULTS.md), where the last layer's outputs are a noisier summary (sequence archs;
             incremental models keep its running sum). Default: False.
+        din_weights: how DIN turns its activation unit's outputs into pooling weights over the history: ``unit``
+            (the paper's: used as they are, unnormalised, so the pooled vector keeps the intensity of interest)
+            or ``softmax`` (normalised over the row's behaviours, as DIN's released code can: at the start, when
+            the unit's outputs are all alike, the pooled vector is the DNN's mean). DIN only. Default: unit.
         embedding_init_std: every embedding table (features, positions, time buckets) starts N(0, std²),
             padding rows zero; dense layers keep PyTorch's default (Kaiming-uniform, weights and biases in
             ±1/√fan_in). Default: 1e-4.
@@ -159,6 +164,7 @@ class ModelConfig(Config):
     candidate_in_head: bool = True
     pool_history: bool = True
     pool_inputs: bool = False
+    din_weights: Literal["unit", "softmax"] = "unit"
     version: int = MODEL_CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -218,6 +224,8 @@ class ModelConfig(Config):
         sequence = self.arch not in ("dnn", "din")
         require(sequence or (self.head == "last" and not self.layer_router and not ablations and not self.pool_inputs),
                 "head, layer_router, ablate and pool_inputs need a sequence arch (suan, lightsuan, bst, hstu)")
+        require(self.din_weights in DIN_WEIGHTS, f"din_weights must be one of {DIN_WEIGHTS}")
+        require(self.arch == "din" or self.din_weights == "unit", "din_weights softmax needs arch din")
         spec = mixer_spec(self.mixer_name) if sequence else None
         require(spec is None or spec.softmax or (self.position == "relative" and not ablations and self.sink_beta == 1),
                 f"position, ablate and sink_beta need a softmax mixer {softmax_mixers()}")

@@ -173,6 +173,8 @@ class PoolingCTR(CTRModel):
             h = hist.unsqueeze(1).expand(-1, C, -1, -1)  # [B, C, m, D]
             t = cand.unsqueeze(2).expand_as(h)  # [B, C, m, D]
             w = self.attention_unit(torch.cat([h, t, h - t, h * t], dim=-1)).squeeze(-1)  # [B, C, m]
+            if self.cfg.din_weights == "softmax":  # over the row's behaviours; an empty row pools zeros below
+                w = w.masked_fill(mask.unsqueeze(1) == 0, -1e9).softmax(-1)  # [B, C, m]
             pooled = ((w * mask.unsqueeze(1)).unsqueeze(-1) * h).sum(2)  # [B, C, D]
         return self._score(torch.cat([pooled, cand], dim=-1), batch, self.embed.profile(batch), single)
 

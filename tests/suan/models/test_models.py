@@ -220,3 +220,26 @@ def test_pooled_inputs_widen_the_head_and_carry_the_history_embeddings_mean(fmap
     torch.testing.assert_close(out[:, 0, -d:], want)
     with pytest.raises(ConfigError, match="pool_inputs need a sequence arch"):
         ModelConfig.from_grade("dnn", 1, pool_inputs=True)
+
+
+def test_din_softmax_weights_start_as_the_dnn_mean_and_stay_candidate_parallel(fmap):
+    torch.manual_seed(0)
+    din = build_model(ModelConfig.from_grade("din", 1, din_weights="softmax"), fmap).eval()
+    with torch.no_grad():
+        for p in din.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        din.attention_unit[-1].weight.zero_()  # the unit scores every behaviour alike, as at the start
+    dnn = build_model(ModelConfig.from_grade("dnn", 1), fmap).eval()
+    unexpected = dnn.load_state_dict(din.state_dict(), strict=False).unexpected_keys
+    assert unexpected and all(k.startswith("attention_unit.") for k in unexpected)  # the rest is shared
+    batch, cands = _batch_with_candidates(fmap, n_cand=4)  # histories of 12, 7, 1, 0 and 3 behaviours
+    with torch.no_grad():
+        torch.testing.assert_close(din({**batch, **cands}), dnn({**batch, **cands}), atol=1e-5, rtol=1e-5)
+        for p in din.attention_unit.parameters():  # weights that differ per behaviour: no longer the mean
+            p.normal_(0.0, 3.0)
+        together = din({**batch, **cands})  # [B, C]
+        alone = torch.stack([din({**batch, **{f: c[:, k] for f, c in cands.items()}}) for k in range(4)], 1)
+    torch.testing.assert_close(together, alone, atol=ISOLATION_ATOL, rtol=0)
+    assert not torch.allclose(together, dnn({**batch, **cands}), atol=1e-3)
+    with pytest.raises(ConfigError, match="din_weights softmax needs arch din"):
+        ModelConfig.from_grade("suan", 1, din_weights="softmax")

@@ -193,3 +193,12 @@ def test_rope_histograph_model_exports_to_onnx_within_parity(fmap, tmp_path):
     model = build_model(ModelConfig.from_grade("suan", 0, position="rope", head="histograph", backend="torch"), fmap)
     export_onnx(model, fmap, tmp_path / "model.onnx")
     assert len(parity(model, fmap, tmp_path / "model.onnx")) == 5
+
+
+@pytest.mark.integration
+def test_din_with_softmax_weights_exports_to_onnx_within_parity(fmap, tmp_path):
+    from pipelines.onnx_export import export_onnx, parity
+
+    model = build_model(ModelConfig.from_grade("din", 0, din_weights="softmax"), fmap)
+    export_onnx(model, fmap, tmp_path / "model.onnx")
+    assert len(parity(model, fmap, tmp_path / "model.onnx")) == 5  # every recorded batch within tolerance
