@@ -102,7 +102,8 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
         entry["wall_s"] = suan["wall_s"]
         save_manifest(sweep, {"points": {entry_name(entry): entry}, "peak_flops": peak})
     run_sweep(SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades, seeds=(args.seed,),
-                        data_fractions=args.sweep_fractions, max_epochs=args.epochs, mlflow_uri=_mlflow_uri(out)))
+                        data_fractions=args.sweep_fractions, max_epochs=args.epochs, batch_size=args.batch_size,
+                        mlflow_uri=_mlflow_uri(out)))
     result = fit_sweep(sweep, n_bootstrap=100)
     for name, fit in result["per_axis"].items():
         if "coefficients" in fit or "have 1 values" not in fit.get("skipped", ""):  # axes the sweep varied
@@ -134,6 +135,7 @@ def _distill(args: DemoArgs, out: Path) -> dict:
     shutil.rmtree(run, ignore_errors=True)
     metrics = run_distill(DistillArgs(data=str(out / "data"), out=str(run), teacher_grade=args.grade + 1,
                                       student_grade=args.grade, max_epochs=args.distill_epochs, seed=args.seed,
+                                      batch_size=args.batch_size,
                                       progress=False, mlflow_uri=_mlflow_uri(out), experiment="demo"))
     print(f"      student LightSUAN g{args.grade}: test AUC {metrics['test_auc']:.4f}   "
           f"teacher SUAN g{args.grade + 1}: test AUC {metrics['test_teacher_auc']:.4f}   student model: {run / 'model'}")
@@ -151,7 +153,7 @@ def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
     results = {}
     for arch in args.models:
         train = TrainArgs(data=str(out / "data"), out=str(runs / arch), model=arch, grade=args.grade,
-                          max_epochs=args.epochs, seed=args.seed, progress=False,
+                          max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=False,
                           mlflow_uri=_mlflow_uri(out), experiment="demo")
         start = time.perf_counter()
         results[arch] = {**run_train(train), "wall_s": time.perf_counter() - start}
