@@ -78,8 +78,10 @@ class DistillSystem(L.LightningModule):
         parts = online_distillation_loss(z_s, z_t, batch["label"], self.cfg.temperature, self.cfg.lam,
                                          train_teacher=self.cfg.mode == "online")
         trained = (self.model, self.teacher) if self.cfg.mode == "online" else (self.model,)
-        l2 = sum(embedding_penalty(m.embed, batch, self.optim.embedding_l2, self.optim.embedding_l2_scope,
-                                   self.l2_weights) for m in trained)
+        ranks = self._trainer.world_size if self._trainer is not None else 1
+        lam = self.optim.l2_at(z_s.numel() * ranks)
+        l2 = sum(embedding_penalty(m.embed, batch, lam, self.optim.embedding_l2_scope, self.l2_weights)
+                 for m in trained)
         B = len(z_s)
         self.log("train_loss", parts["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=B)
         for name in ("student_bce", "teacher_bce", "soft"):

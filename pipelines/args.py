@@ -184,6 +184,9 @@ class TrainArgs(Config):
         embedding_l2: λ of the L2 term λ/2·Σ‖w‖² on the feature embedding tables (0 = off). Default: 0.005.
         embedding_l2_scope: table (every row, every step) or batch (the rows a batch looks up, weighted by
             1 / their chance of being in a batch: the same expected penalty at any batch size). Default: table.
+        embedding_l2_ref_batch: 0 = λ at every step whatever the batch size; > 0 = λ holds at this many
+            samples per step and a step of b samples uses λ·b/embedding_l2_ref_batch (the same
+            regularisation per epoch at any batch size). Default: 0.
         embedding_init_std: std of the normal every embedding table starts from (padding rows zero). Default: 1e-4.
         grad_clip: gradient-norm clip (0 = off). Default: 10.0.
         precision: 32-true or bf16-mixed. Default: 32-true.
@@ -259,6 +262,7 @@ class TrainArgs(Config):
     plateau_factor: float = 0.1
     embedding_l2: float = 0.005
     embedding_l2_scope: Literal["table", "batch"] = "table"
+    embedding_l2_ref_batch: int = 0
     embedding_init_std: float = 1e-4
     grad_clip: float = 10.0
     precision: Literal["32-true", "bf16-mixed"] = "32-true"
@@ -320,7 +324,8 @@ class TrainArgs(Config):
         """The optimiser, schedule and embedding-regularisation settings of this run (validated)."""
         return OptimConfig(lr=self.lr, embedding_lr=self.embedding_lr, weight_decay=self.weight_decay,
                            schedule=self.schedule, warmup_steps=self.warmup_steps, plateau_factor=self.plateau_factor,
-                           embedding_l2=self.embedding_l2, embedding_l2_scope=self.embedding_l2_scope)
+                           embedding_l2=self.embedding_l2, embedding_l2_scope=self.embedding_l2_scope,
+                           embedding_l2_ref_batch=self.embedding_l2_ref_batch)
 
 
 # the recipe defaults of `suan train`: compare, sweep and distill train with exactly these unless told otherwise

@@ -32,8 +32,9 @@ class CTRSystem(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch)
         bce = F.binary_cross_entropy_with_logits(logits, batch["label"])
-        l2 = embedding_penalty(self.model.embed, batch, self.optim.embedding_l2, self.optim.embedding_l2_scope,
-                               self.l2_weights)
+        ranks = self._trainer.world_size if self._trainer is not None else 1
+        l2 = embedding_penalty(self.model.embed, batch, self.optim.l2_at(logits.numel() * ranks),
+                               self.optim.embedding_l2_scope, self.l2_weights)
         B = len(logits)
         self.log("train_loss", bce, on_step=True, on_epoch=True, prog_bar=True, batch_size=B)
         self.log("train_l2", l2, on_step=False, on_epoch=True, batch_size=B)

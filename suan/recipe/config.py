@@ -30,6 +30,11 @@ class OptimConfig(Config):
         embedding_l2_scope: ``table`` (every row of every table, every step) or ``batch`` (only the rows
             the batch looks up, each weighted by 1 / its chance of being in a batch, so the expected
             penalty per step equals ``table``'s at any batch size). Default: table.
+        embedding_l2_ref_batch: 0 = λ is added at every step whatever the batch size (FuxiCTR's way: a
+            quarter of the batch is four times the regularisation per epoch). > 0 = λ is the value at this
+            many training samples per step: a step of b samples (all ranks together) uses
+            λ · b / embedding_l2_ref_batch, so the regularisation per epoch does not depend on the batch
+            size. Default: 0.
     """
 
     lr: float = 1e-3
@@ -41,6 +46,7 @@ class OptimConfig(Config):
     min_lr_ratio: float = 0.0
     embedding_l2: float = 0.005
     embedding_l2_scope: Literal["table", "batch"] = "table"
+    embedding_l2_ref_batch: int = 0
 
     def validate(self) -> None:
         require(self.lr > 0 and self.embedding_lr >= 0 and self.weight_decay >= 0, "bad optimiser values")
@@ -52,3 +58,10 @@ class OptimConfig(Config):
         require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         require(self.embedding_l2 >= 0, "embedding_l2 must be >= 0")
         require(self.embedding_l2_scope in L2_SCOPES, f"embedding_l2_scope must be one of {L2_SCOPES}")
+        require(self.embedding_l2_ref_batch >= 0, "embedding_l2_ref_batch must be >= 0 (0 = lambda per step)")
+
+    def l2_at(self, samples: int) -> float:
+        """The embedding-L2 λ of one training step of ``samples`` rows (all ranks together)."""
+        if self.embedding_l2_ref_batch == 0:
+            return self.embedding_l2
+        return self.embedding_l2 * samples / self.embedding_l2_ref_batch
