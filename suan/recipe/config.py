@@ -26,7 +26,7 @@ class OptimConfig(Config):
         plateau_factor: lr multiplier on a valid-AUC plateau. Default: 0.1.
         min_lr_ratio: the cosine schedule's final lr as a share of lr. Default: 0.0.
         embedding_l2: λ of ``λ/2 · Σ‖w‖²`` over the feature embedding tables, added to the mean batch
-            loss (0 = off). Default: 0.005.
+            loss (0 = off), at ``embedding_l2_ref_batch`` samples per step. Default: 0.02.
         embedding_l2_scope: ``table`` (every row of every table, every step) or ``batch`` (only the rows
             the batch looks up, each weighted by 1 / its chance of being in a batch, so the expected
             penalty per step equals ``table``'s at any batch size). Default: table.
@@ -34,7 +34,8 @@ class OptimConfig(Config):
             quarter of the batch is four times the regularisation per epoch). > 0 = λ is the value at this
             many training samples per step: a step of b samples (all ranks together) uses
             λ · b / embedding_l2_ref_batch, so the regularisation per epoch does not depend on the batch
-            size. Default: 0.
+            size. Default: 1024 (λ 0.02 at batch 1024 is 0.005 per step at batch 256: the two measured
+            alike on both real sets, docs/RESULTS.md).
     """
 
     lr: float = 1e-3
@@ -44,9 +45,9 @@ class OptimConfig(Config):
     warmup_steps: int = 0
     plateau_factor: float = 0.1
     min_lr_ratio: float = 0.0
-    embedding_l2: float = 0.005
+    embedding_l2: float = 0.02
     embedding_l2_scope: Literal["table", "batch"] = "table"
-    embedding_l2_ref_batch: int = 0
+    embedding_l2_ref_batch: int = 1024
 
     def validate(self) -> None:
         require(self.lr > 0 and self.embedding_lr >= 0 and self.weight_decay >= 0, "bad optimiser values")

@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 
-from pipelines.args import TRAIN_DEFAULTS, DistillArgs, SweepArgs, TrainArgs
+from pipelines.args import TRAIN_DEFAULTS, DemoArgs, DistillArgs, SweepArgs, TrainArgs
 from suan.config import MIXER_COUNTS, ModelConfig
 from suan.mixers.registry import MIXERS
+from suan.recipe.config import OptimConfig
 
 MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.default is not dataclasses.MISSING}
 
@@ -25,6 +26,14 @@ def test_model_settings_default_as_the_model_config_does(cls):
 def test_the_counts_defaults_give_every_mixer_its_own_option_defaults(name):
     own = MIXERS[name].cls.options
     assert own.from_counts(**MIXER_COUNTS) == own()
+
+
+def test_the_recipe_settings_default_as_the_optim_config_does():
+    assert TrainArgs(data="d", out="o").optim() == OptimConfig()
+
+
+def test_the_demo_trains_at_the_train_batch():
+    assert DemoArgs().batch_size == TRAIN_DEFAULTS["batch_size"]
 
 
 def test_sweeps_train_with_the_train_recipe():

@@ -1,4 +1,5 @@
-"""The embedding-L2 λ per step: fixed (``embedding_l2_ref_batch`` 0) or proportional to the step's samples."""
+"""The embedding-L2 λ per step: fixed (``embedding_l2_ref_batch`` 0) or proportional to the step's samples
+(the default)."""
 
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ def _loss_minus_l2_free(system_of, optim: OptimConfig, batch) -> float:
     return (with_l2 - without).item()
 
 
-def test_lambda_is_per_step_by_default_and_per_sample_with_a_reference_batch():
-    assert OptimConfig(embedding_l2=0.02).l2_at(256) == 0.02
+def test_lambda_is_per_step_without_a_reference_batch_and_per_sample_with_one():
+    assert OptimConfig(embedding_l2=0.02, embedding_l2_ref_batch=0).l2_at(256) == 0.02
     assert OptimConfig(embedding_l2=0.02, embedding_l2_ref_batch=1024).l2_at(256) == pytest.approx(0.005)
+    assert OptimConfig().l2_at(1024) == OptimConfig().embedding_l2  # the default is quoted at batch 1024
     with pytest.raises(ConfigError, match="embedding_l2_ref_batch"):
         OptimConfig(embedding_l2_ref_batch=-1)
 
@@ -59,7 +61,7 @@ def test_the_step_penalty_scales_with_the_samples_of_the_step(fmap, trainer):
     else:
         def system_of(optim):
             return DistillSystem(_model(fmap, "lightsuan"), _model(fmap, "suan"), optim, DistillConfig())
-    per_step = _loss_minus_l2_free(system_of, OptimConfig(embedding_l2=0.01), batch)
+    per_step = _loss_minus_l2_free(system_of, OptimConfig(embedding_l2=0.01, embedding_l2_ref_batch=0), batch)
     assert per_step > 0
     # λ 0.04 quoted at 4 × ROWS samples is λ 0.01 at a step of ROWS samples
     scaled = _loss_minus_l2_free(system_of, OptimConfig(embedding_l2=0.04, embedding_l2_ref_batch=4 * ROWS), batch)
