@@ -45,10 +45,37 @@ def run_compare(args: CompareArgs) -> dict:
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
     lengths = by_history_length(out, args)
     (out / "by_history_length.json").write_text(json.dumps(lengths, indent=2) + "\n")
-    (out / "comparison.md").write_text(table(summary, args) + "\n\n" + length_table(lengths, args) + "\n")
+    text = table(summary, args)
+    if (Path(args.data) / "feature_map.json").exists():
+        from features.stats import popularity_auc
+
+        text += "\n\n" + floor_note(epochs_below(out, args, popularity_auc(args.data, "valid")), args)
+    (out / "comparison.md").write_text(text + "\n\n" + length_table(lengths, args) + "\n")
     plot_curves(out, args)
-    print(table(summary, args))
+    print(text)
     return summary
+
+
+def epochs_below(out: Path, args: CompareArgs, floor: float) -> list[dict]:
+    """Every (model, seed, epoch) whose valid AUC is below ``floor`` (popularity ranking): a model that
+    trails counting clicks at any epoch is starting or training badly, whatever its best epoch says."""
+    found = []
+    for spec in args.models:
+        for seed in args.seeds:
+            path = out / "runs" / f"{run_name(spec)}-g{args.grade}-s{seed}" / "curve.json"
+            if path.exists():
+                found += [{"model": spec, "seed": seed, "epoch": e["epoch"], "valid_auc": e["valid_auc"]}
+                          for e in json.loads(path.read_text()) if e["valid_auc"] < floor]
+    return found
+
+
+def floor_note(below: list[dict], args: CompareArgs) -> str:
+    """One line: no epoch of any run below popularity ranking on valid, or which ones were."""
+    runs = len(args.models) * len(args.seeds)
+    if not below:
+        return f"valid AUC above popularity ranking at every epoch of all {runs} runs"
+    where = "; ".join(f"{b['model']} seed {b['seed']} epoch {b['epoch']}: {b['valid_auc']:.4f}" for b in below)
+    return f"**valid AUC below popularity ranking** at {len(below)} epoch(s): {where}"
 
 
 def by_history_length(out: Path, args: CompareArgs) -> dict[str, list[dict]]:

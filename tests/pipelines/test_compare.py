@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipelines.args import CompareArgs, parse_variant
-from pipelines.compare import run_compare, run_name, summarise, table
+from pipelines.compare import epochs_below, floor_note, run_compare, run_name, summarise, table
 from suan.utils.config import ConfigError
 
 
@@ -42,6 +42,7 @@ def test_compare_trains_each_variant_with_its_options(tiny_synthetic, tmp_path):
     table = (tmp_path / "comparison.md").read_text()
     assert "suan:mixer=linear_attn" in table and "±" not in table  # one seed: no spread to show
     assert "popularity ranking" in table and (tmp_path / "curves.png").stat().st_size > 10_000
+    assert "above popularity ranking at every epoch of all 2 runs" in table or "below popularity ranking" in table
     # valid AUC per history-length bucket, per model: the buckets cover every valid row once
     lengths = json.loads((tmp_path / "by_history_length.json").read_text())
     valid_rows = json.loads((tiny_synthetic / "data" / "stats.json").read_text())["splits"]["valid"]["rows"]
@@ -80,3 +81,17 @@ def test_the_difference_to_the_baseline_is_paired_by_seed(tmp_path):
     assert summary["dnn"]["test_auc"]["sd"] > 5 * delta["sd"]  # unpaired spread hides the gap
     text = table(summary, CompareArgs(data=str(tmp_path), out=str(tmp_path), models=("suan", "dnn")))
     assert "Δ test AUC vs suan, paired by seed" in text and "+0.0100 ± 0.0020" in text
+
+
+def test_epochs_below_popularity_are_named(tmp_path):
+    args = CompareArgs(data=str(tmp_path), out=str(tmp_path), models=("suan", "din"), seeds=(0, 1), grade=2)
+    curves = {("suan", 0): [0.71, 0.75], ("suan", 1): [0.70, 0.74], ("din", 0): [0.72, 0.76], ("din", 1): [0.66, 0.73]}
+    for (spec, seed), aucs in curves.items():
+        run = tmp_path / "runs" / f"{spec}-g2-s{seed}"
+        run.mkdir(parents=True)
+        (run / "curve.json").write_text(json.dumps([{"epoch": e, "valid_auc": a} for e, a in enumerate(aucs)]))
+    below = epochs_below(tmp_path, args, floor=0.6922)
+    assert below == [{"model": "din", "seed": 1, "epoch": 0, "valid_auc": 0.66}]
+    assert "din seed 1 epoch 0: 0.6600" in floor_note(below, args)
+    assert epochs_below(tmp_path, args, floor=0.65) == []
+    assert floor_note([], args) == "valid AUC above popularity ranking at every epoch of all 4 runs"
