@@ -512,7 +512,7 @@ class CompareArgs(Config):
         seeds: seeds per model. Default: 0,1,2.
         grade: grade of every model. Default: 1.
         max_epochs: as in train. Default: 50.
-        batch_size: as in train. Default: 256.
+        batch_size: as in train. Default: 1024.
         lr: as in train. Default: 1e-3.
         patience: as in train. Default: 2.
         negative_sampling_rate: as in train. Default: 1.0.
@@ -565,7 +565,7 @@ class DistillArgs(Config):
         weight: λ of the soft term (negative = t²). Default: -1.
         seed: Default: 0.
         max_epochs: as in train. Default: 50.
-        batch_size: as in train. Default: 256.
+        batch_size: as in train. Default: 1024.
         lr: as in train. Default: 1e-3.
         patience: as in train. Default: 2.
         local_window: student's local window k. Default: 8.
@@ -648,7 +648,7 @@ class SweepArgs(Config):
             the largest L you sweep). Default: 0.
         model: architecture. Default: suan.
         max_epochs: as in train. Default: 50.
-        batch_size: as in train. Default: 256.
+        batch_size: as in train. Default: 1024.
         lr: as in train. Default: 1e-3.
         lrs: learning rates searched at every point, an axis (empty = ``lr`` only); the report keeps, per grade,
             length and data size, the rate with the lowest *valid* logloss and plots valid logloss against the
