@@ -46,10 +46,6 @@ def run_compare(args: CompareArgs) -> dict:
     lengths = by_history_length(out, args)
     (out / "by_history_length.json").write_text(json.dumps(lengths, indent=2) + "\n")
     text = table(summary, args)
-    if (Path(args.data) / "feature_map.json").exists():
-        from features.stats import popularity_auc
-
-        text += "\n\n" + floor_note(epochs_below(out, args, popularity_auc(args.data, "valid")), args)
     (out / "comparison.md").write_text(text + "\n\n" + length_table(lengths, args) + "\n")
     plot_curves(out, args)
     print(text)
@@ -194,14 +190,18 @@ def table(summary: dict, args: CompareArgs) -> str:
         cells = " | ".join(fmt(row[k], n) for k in COLUMNS[1:3] + ("valid_auc",))
         lines.append(f"| {arch} | {row['params_dense']:,} | {fmt(row['test_auc'], n)} | {delta} | {cells} | "
                      f"{row['samples_per_second']:,.0f} |")
+    floor = None
     if (Path(args.data) / "feature_map.json").exists():
         from features.stats import popularity_auc
 
+        floor = popularity_auc(args.data, "valid")
         lines.append(f"| popularity ranking (train clicks) | | {popularity_auc(args.data, 'test'):.4f} | | | | "
-                     f"{popularity_auc(args.data, 'valid'):.4f} | |")
+                     f"{floor:.4f} | |")
     stats_path = Path(args.data) / "stats.json"
     if stats_path.exists():
         oracle = json.loads(stats_path.read_text())["splits"]["test"].get("oracle_auc")
         if oracle is not None:
             lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | | | |")
+    if floor is not None:
+        lines += ["", floor_note(epochs_below(Path(args.out), args, floor), args)]
     return "\n".join(lines)
