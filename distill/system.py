@@ -79,8 +79,8 @@ class DistillSystem(L.LightningModule):
                                          train_teacher=self.cfg.mode == "online")
         trained = (self.model, self.teacher) if self.cfg.mode == "online" else (self.model,)
         ranks = self._trainer.world_size if self._trainer is not None else 1
-        lam = self.optim.l2_at(z_s.numel() * ranks)
-        l2 = sum(embedding_penalty(m.embed, batch, lam, self.optim.embedding_l2_scope, self.l2_weights)
+        l2_coef = self.optim.l2_at(z_s.numel() * ranks)  # not cfg.lam, the soft term's weight
+        l2 = sum(embedding_penalty(m.embed, batch, l2_coef, self.optim.embedding_l2_scope, self.l2_weights)
                  for m in trained)
         B = len(z_s)
         self.log("train_loss", parts["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=B)
