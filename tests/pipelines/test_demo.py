@@ -11,7 +11,8 @@ from pipelines.demo import run_demo
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     result = run_demo(DemoArgs(out=str(tmp_path / "demo"), users=150, events_per_user=20, models=("suan", "dnn"),
-                               grade=0, epochs=1, sweep_grades=(0, 1, 2, 3), sweep_fractions=(0.5, 1.0)))
+                               grade=0, epochs=1, sweep_grades=(0, 1, 2, 3), sweep_fractions=(0.5, 1.0),
+                               batch_size=128))  # ~15 steps an epoch on these ~2,000 rows (2 at the default 1024)
     out = capsys.readouterr().out
     assert "oracle" in out and "suan" in out and "dnn" in out and "popul." in out and "Hanley-McNeil" in out
     # the floor and the ceiling bracket the data: popularity ranking is informative and below the Bayes AUC
@@ -21,7 +22,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     for metrics in result["models"].values():
         assert 0.0 <= metrics["test_auc"] <= oracle
     # SUAN learns the planted interests even here (one epoch, 150 users): above the popularity floor
-    # (measured 0.620 against 0.559; a model that learned nothing scores ~0.5)
+    # (a model that learned nothing scores ~0.5)
     assert result["models"]["suan"]["test_auc"] > result["popularity"]["test"]
     assert (tmp_path / "demo" / "mlflow" / "mlflow.db").exists()
     assert (tmp_path / "demo" / "runs" / "suan" / "model" / "model.pt").exists()

@@ -207,7 +207,7 @@ def test_a_mixers_implied_position_is_taken_when_unset_and_a_contradiction_is_re
 
 def test_pooled_inputs_widen_the_head_and_carry_the_history_embeddings_mean(fmap):
     torch.manual_seed(0)
-    plain = build_model(ModelConfig.from_grade("suan", 1, embedding_init_std=0.02), fmap)
+    plain = build_model(ModelConfig.from_grade("suan", 1, embedding_init_std=0.02, pool_inputs=False), fmap)
     torch.manual_seed(0)
     pooled = build_model(ModelConfig.from_grade("suan", 1, embedding_init_std=0.02, pool_inputs=True), fmap)
     d = pooled.cfg.d_model
@@ -218,8 +218,20 @@ def test_pooled_inputs_widen_the_head_and_carry_the_history_embeddings_mean(fmap
     hist = pooled.embed.history(batch)  # [B, 8, D] right-padded
     want = torch.stack([hist[0].mean(0), hist[1, :3].mean(0), torch.zeros(d)])
     torch.testing.assert_close(out[:, 0, -d:], want)
-    with pytest.raises(ConfigError, match="pool_inputs need a sequence arch"):
-        ModelConfig.from_grade("dnn", 1, pool_inputs=True)
+    for arch in ("dnn", "din"):  # their heads always read their own pooling of the inputs: the option is a no-op
+        torch.manual_seed(0)
+        on = build_model(ModelConfig.from_grade(arch, 1, pool_inputs=True), fmap)
+        torch.manual_seed(0)
+        off = build_model(ModelConfig.from_grade(arch, 1, pool_inputs=False), fmap)
+        assert [p.shape for p in on.parameters()] == [p.shape for p in off.parameters()]
+        torch.testing.assert_close(on.eval()(batch), off.eval()(batch))
+
+
+def test_a_config_saved_before_pooled_inputs_existed_loads_without_them():
+    saved = ModelConfig.from_grade("suan", 1).to_dict()
+    saved.pop("pool_inputs")
+    assert ModelConfig.from_grade("suan", 1).pool_inputs  # the default now
+    assert not ModelConfig.from_dict(saved).pool_inputs
 
 
 def test_din_softmax_weights_start_as_the_dnn_mean_and_stay_candidate_parallel(fmap):
