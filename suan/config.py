@@ -33,6 +33,8 @@ DIN_WEIGHTS = ("unit", "softmax")
 # nests the mixer's own options (``mixer_options``) instead of those three generic counts.
 MODEL_CONFIG_VERSION = 4
 V1_MEANING = {"wiring": "branches", "candidate_in_head": False, "pool_history": False, "embedding_init_std": 1.0}
+# fields added to version 4 whose default later changed: a saved config without one trained with this value
+ABSENT_MEANING = {"pool_inputs": False}
 # the generic counts of the command line (and of configs before version 4), with their defaults
 MIXER_COUNTS = {"local_window": 8, "dilation": 4, "num_blocks": 4}
 TRITON_NEEDS_NO_PROBS = ("backend triton: sink calibration and the fixed/seqfree ablations compute explicit attention "
@@ -197,8 +199,8 @@ class ModelConfig(Config):
         """Rebuild a saved config, upgrading an older schema so that an old model loads as it was trained."""
         if isinstance(data, dict) and data.get("version", 1) < MODEL_CONFIG_VERSION:
             data = _upgrade(data)
-        if isinstance(data, dict) and "pool_inputs" not in data:  # saved before the option: trained without it
-            data = {**data, "pool_inputs": False}
+        if isinstance(data, dict):
+            data = {**ABSENT_MEANING, **data}
         if not isinstance(data, dict) or not isinstance(data.get("mixer_options", {}), dict):
             return Config.from_dict.__func__(cls, data)  # the base names what is wrong
         # the options' class depends on the mixer: built in __post_init__ from the mapping
