@@ -78,9 +78,11 @@ def start_run(args: TrainArgs) -> tuple[Path, ShardDataModule]:
 
 
 def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelCheckpoint, ThroughputCallback]:
-    """A deterministic trainer with best/last checkpoints on ``valid_auc``, early stopping and RNG states."""
+    """A deterministic trainer with best/last checkpoints and early stopping on the run's selection metric
+    (``--select-on``: valid AUC or valid logloss), and RNG states."""
     throughput = ThroughputCallback()
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="valid_auc", mode="max",
+    monitor, mode = args.optim().monitor
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode,
                            save_last=True, save_top_k=1, enable_version_counter=False)
     trainer = L.Trainer(
         max_epochs=args.max_epochs, max_steps=args.max_steps, precision=args.precision,
@@ -88,7 +90,7 @@ def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelC
         devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy, logger=logger,
         # not strict: a --max-steps budget that ends inside the first epoch stops before any validation (the
         # best checkpoint is then the last, validated and tested after fit)
-        callbacks=[best, EarlyStopping(monitor="valid_auc", mode="max", patience=args.patience,
+        callbacks=[best, EarlyStopping(monitor=monitor, mode=mode, patience=args.patience,
                                        min_delta=PLATEAU_THRESHOLD, strict=False),
                    RNGStateCallback(), throughput, EpochCurve(out / "curve.json")],
         enable_progress_bar=args.progress, log_every_n_steps=args.log_every_n_steps, num_sanity_val_steps=0,

@@ -9,6 +9,8 @@ from suan.utils.config import Config, require
 
 SCHEDULES = ("plateau", "cosine", "constant")
 L2_SCOPES = ("table", "batch")
+# the valid metric that picks the best checkpoint, ends training and judges a plateau: (logged name, better is)
+SELECTION = {"auc": ("valid_auc", "max"), "logloss": ("valid_logloss", "min")}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -19,11 +21,14 @@ class OptimConfig(Config):
         lr: learning rate of dense parameters. Default: 1e-3.
         embedding_lr: learning rate of embedding tables (0 = same as lr). Default: 0.
         weight_decay: decoupled AdamW decay of dense matrices (not of embeddings, norms, biases). Default: 1e-5.
-        schedule: ``plateau`` (lr × ``plateau_factor`` after an epoch without a better valid AUC),
+        schedule: ``plateau`` (lr × ``plateau_factor`` after an epoch without a better ``select_on`` metric),
             ``cosine`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at the last step of the
             epoch budget) or ``constant`` (linear warm-up, then flat). Default: plateau.
         warmup_steps: linear warm-up steps (cosine, constant). Default: 0.
-        plateau_factor: lr multiplier on a valid-AUC plateau. Default: 0.1.
+        plateau_factor: lr multiplier on a plateau of the ``select_on`` metric. Default: 0.1.
+        select_on: the valid metric that picks the best checkpoint, ends training early and judges a plateau:
+            ``auc`` (ranking, what a CTR model is deployed for) or ``logloss`` (what a scaling law fits: a
+            small-data point selected on AUC can stop before its calibration settles). Default: auc.
         min_lr_ratio: the cosine schedule's final lr as a share of lr. Default: 0.0.
         embedding_l2: λ of ``λ/2 · Σ‖w‖²`` over the feature embedding tables, added to the mean batch
             loss (0 = off), at ``embedding_l2_ref_batch`` samples per step. Default: 0.02.
@@ -44,6 +49,7 @@ class OptimConfig(Config):
     schedule: Literal["plateau", "cosine", "constant"] = "plateau"
     warmup_steps: int = 0
     plateau_factor: float = 0.1
+    select_on: Literal["auc", "logloss"] = "auc"
     min_lr_ratio: float = 0.0
     embedding_l2: float = 0.02
     embedding_l2_scope: Literal["table", "batch"] = "table"
@@ -56,10 +62,16 @@ class OptimConfig(Config):
         require(self.schedule != "plateau" or self.warmup_steps == 0,
                 "warmup_steps needs schedule cosine or constant (plateau changes lr by epoch)")
         require(0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)")
+        require(self.select_on in SELECTION, f"select_on must be one of {tuple(SELECTION)}")
         require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
         require(self.embedding_l2 >= 0, "embedding_l2 must be >= 0")
         require(self.embedding_l2_scope in L2_SCOPES, f"embedding_l2_scope must be one of {L2_SCOPES}")
         require(self.embedding_l2_ref_batch >= 0, "embedding_l2_ref_batch must be >= 0 (0 = lambda per step)")
+
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """The logged valid metric that selects, stops and judges plateaus, and whether "max" or "min" is better."""
+        return SELECTION[self.select_on]
 
     def l2_at(self, samples: int) -> float:
         """The embedding-L2 λ of one training step of ``samples`` rows (all ranks together)."""

@@ -9,7 +9,8 @@ from torch import nn
 
 from suan.recipe.config import OptimConfig
 
-# a plateau is a valid-AUC gain below this (AUC is noisy in the 4th decimal on ~10^4-row splits)
+# a plateau is a gain below this in the selection metric (valid AUC or logloss: both are noisy in the 4th decimal
+# on ~10^4-row splits)
 PLATEAU_THRESHOLD = 1e-4
 
 
@@ -45,18 +46,18 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_optimizer(groups: list[dict], cfg: OptimConfig, total_steps: int, monitor: str = "valid_auc") -> dict:
+def build_optimizer(groups: list[dict], cfg: OptimConfig, total_steps: int) -> dict:
     """AdamW over ``groups`` plus the schedule, as a Lightning ``configure_optimizers`` answer.
 
     Args:
         groups: parameter groups (:func:`param_groups` of one or more models); empty groups are dropped.
         cfg: optimiser settings.
         total_steps: optimiser steps of the whole run (the cosine horizon).
-        monitor: the metric a plateau is judged on (higher is better).
     """
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
     if cfg.schedule == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor, patience=0,
+        monitor, mode = cfg.monitor
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg.plateau_factor, patience=0,
                                                            threshold=PLATEAU_THRESHOLD, threshold_mode="abs")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": monitor, "interval": "epoch"}}
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg, total_steps))

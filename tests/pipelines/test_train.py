@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from mlflow.tracking import MlflowClient
 
 from pipelines.args import EvalArgs, TrainArgs
 from pipelines.artifacts import load_model_dir
 from pipelines.evaluate import run_eval
-from pipelines.train import run_train
+from pipelines.train import build_trainer, run_train
 from suan.models.counts import count_params
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +51,14 @@ def test_train_writes_metrics_and_a_loadable_model(trained):
     params = count_params(model)
     assert (params["dense"], params["embedding"]) == (metrics["params_dense"], metrics["params_embedding"])
     assert cfg.arch == "suan" and cfg.grade == 0
+
+
+@pytest.mark.parametrize(("select_on", "monitor", "mode"), [("auc", "valid_auc", "max"),
+                                                          ("logloss", "valid_logloss", "min")])
+def test_the_selection_metric_drives_the_checkpoint_and_early_stopping(tmp_path, select_on, monitor, mode):
+    trainer, best, _ = build_trainer(_args(tmp_path, tmp_path / "run", select_on=select_on), tmp_path / "run", False)
+    stop = next(c for c in trainer.callbacks if isinstance(c, EarlyStopping))
+    assert (best.monitor, best.mode, stop.monitor, stop.mode) == (monitor, mode, monitor, mode)
 
 
 @pytest.mark.integration

@@ -135,6 +135,21 @@ def test_plateau_cuts_the_lr_of_every_group_after_an_epoch_without_gain(fmap):
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([2e-4, 1e-4, 1e-4])
 
 
+def test_plateau_on_logloss_wants_it_lower(fmap):
+    model = build_model(ModelConfig.from_grade("dnn", 0), fmap)
+    cfg = OptimConfig(lr=1e-3, select_on="logloss")
+    out = build_optimizer(param_groups(model, cfg), cfg, total_steps=100)
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    assert out["lr_scheduler"]["monitor"] == "valid_logloss"
+    sched.step(0.60)
+    sched.step(0.55)  # lower is a gain: unchanged
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3] * 3)
+    sched.step(0.56)  # higher: a plateau
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-4] * 3)
+    with pytest.raises(ConfigError, match="select_on"):
+        OptimConfig(select_on="gauc")
+
+
 def test_embeddings_get_no_decoupled_decay_and_dense_matrices_do(fmap):
     model = build_model(ModelConfig.from_grade("suan", 0), fmap)
     groups = {g["name"]: g for g in param_groups(model, OptimConfig(weight_decay=0.01))}
