@@ -11,6 +11,7 @@ Every run is tracked in an MLflow store under the demo folder.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -87,23 +88,27 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
 
     from pipelines.args import SweepArgs
     from pipelines.mfu import matmul_peak
-    from pipelines.sweep import mark_done, point_entry, run_sweep
+    from pipelines.sweep import mark_done, point_entry, run_sweep, selected_alike
     from scaling.manifest import entry_name, save_manifest
     from scaling.report import fit_sweep
 
     sweep = out / "sweep"
     shutil.rmtree(sweep, ignore_errors=True)
     sweep.mkdir(parents=True)
-    if suan is not None and args.grade in args.sweep_grades and 1.0 in args.sweep_fractions:
+    sweep_args = SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades, seeds=(args.seed,),
+                           data_fractions=args.sweep_fractions, max_epochs=args.epochs, batch_size=args.batch_size,
+                           mlflow_uri=_mlflow_uri(out))
+    trained = out / "runs" / "suan"
+    if (suan is not None and args.grade in args.sweep_grades and 1.0 in args.sweep_fractions
+            and selected_alike(json.loads((trained / "curve.json").read_text()), sweep_args.select_on)):
         # the full-data point at the demo's grade is the SUAN run of stage 3 (same data, grade, epochs, seed,
-        # recipe): recorded from it instead of trained twice
+        # recipe; selected on AUC, but its curve shows it ran as the sweep's selection would): recorded from it
+        # instead of trained twice
         peak = matmul_peak()
-        entry = mark_done(point_entry(args.grade, 1.0, args.seed, out / "runs" / "suan"), suan, peak)
+        entry = mark_done(point_entry(args.grade, 1.0, args.seed, trained), suan, peak)
         entry["wall_s"] = suan["wall_s"]
         save_manifest(sweep, {"points": {entry_name(entry): entry}, "peak_flops": peak})
-    run_sweep(SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades, seeds=(args.seed,),
-                        data_fractions=args.sweep_fractions, max_epochs=args.epochs, batch_size=args.batch_size,
-                        mlflow_uri=_mlflow_uri(out)))
+    run_sweep(sweep_args)
     result = fit_sweep(sweep, n_bootstrap=100)
     for name, fit in result["per_axis"].items():
         if "coefficients" in fit or "have 1 values" not in fit.get("skipped", ""):  # axes the sweep varied

@@ -14,6 +14,7 @@ ends. No scheduler of our own: the storage is the coordination.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 import warnings
@@ -28,6 +29,8 @@ from pipelines.mfu import matmul_peak, mfu
 from pipelines.tracking import sqlite_lock
 from pipelines.train import run_train
 from scaling.manifest import entry_name, load_manifest, merge_points, point_name
+from suan.recipe.config import SELECTION
+from suan.recipe.optim import PLATEAU_THRESHOLD
 
 
 def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: int, peak: float,
@@ -64,6 +67,31 @@ def mark_done(entry: dict, metrics: dict, peak: float) -> dict:
     entry.update(status="done", metrics=metrics,
                  mfu=mfu(metrics.get("flops_per_sample", 0.0), metrics.get("samples_per_second", 0.0), peak))
     return entry
+
+
+def selected_alike(curve: list[dict], select_on: str) -> bool:
+    """Whether a run that selected, stopped and cut its lr on valid AUC ran exactly as it would have on
+    ``select_on``: at every epoch one metric gained (beyond the plateau threshold) exactly when the other did,
+    so its lr cuts and its stop fell alike, and both keep the same epoch. Then its checkpoint is the point a
+    sweep selecting on ``select_on`` would train, and can stand for it.
+
+    Args:
+        curve: the run's ``curve.json`` (per epoch ``valid_auc`` and ``valid_logloss``).
+        select_on: the sweep's selection metric, a key of ``SELECTION``.
+    """
+    def gains_and_kept(values: list[float], mode: str) -> tuple[list[bool], int]:
+        sign = 1.0 if mode == "max" else -1.0
+        best, gains = -math.inf, []
+        for v in values:
+            gains.append(sign * v > best + PLATEAU_THRESHOLD)
+            best = max(best, sign * v) if gains[-1] else best
+        kept = max(range(len(values)), key=lambda i: (sign * values[i], -i))  # the first of the best, as saved
+        return gains, kept
+
+    ref_name, ref_mode = SELECTION["auc"]
+    name, mode = SELECTION[select_on]
+    return bool(curve) and gains_and_kept([e[ref_name] for e in curve], ref_mode) == \
+        gains_and_kept([e[name] for e in curve], mode)
 
 
 def _report(k: int, total: int, entry: dict) -> None:

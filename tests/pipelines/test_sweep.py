@@ -8,7 +8,7 @@ import pytest
 
 import pipelines.sweep
 from pipelines.args import SweepArgs
-from pipelines.sweep import run_sweep
+from pipelines.sweep import run_sweep, selected_alike
 from scaling.manifest import load_manifest, merge_points
 
 
@@ -53,9 +53,30 @@ def test_sweep_passes_its_training_options_to_every_point(tmp_path, monkeypatch)
     manifest = run_sweep(args)
     assert [(c.grade, c.seq_len, c.data_fraction) for c in calls] == [(0, 0, 0.5), (0, 40, 0.5), (1, 0, 0.5), (1, 40, 0.5)]
     assert all(c.bucket_by_length and c.eval_fraction == 0.2 and c.lr == 2e-3 for c in calls)
+    assert all(c.select_on == "logloss" for c in calls)  # the sweep's default: the laws fit logloss
     # each length has its own point and run folder
     assert sorted(manifest["points"]) == ["g0-L40-f0.5-s0", "g0-f0.5-s0", "g1-L40-f0.5-s0", "g1-f0.5-s0"]
     assert {Path(c.out).name for c in calls} == set(manifest["points"])
+
+
+def _curve(pairs):
+    return [{"valid_auc": a, "valid_logloss": ll} for a, ll in pairs]
+
+
+@pytest.mark.parametrize(("pairs", "alike"), [
+    # every epoch gains or stalls in both metrics alike, one best epoch: the AUC run is the logloss run
+    ([(0.60, 0.55), (0.65, 0.50), (0.64, 0.51), (0.66, 0.49), (0.65, 0.52)], True),
+    # logloss still falls where AUC stalled: selected on logloss the lr would not have been cut at epoch 2
+    ([(0.60, 0.55), (0.65, 0.50), (0.64, 0.48), (0.66, 0.47)], False),
+    # the same gains, but the kept epochs differ (AUC's best is epoch 1, logloss's epoch 3 by a sub-threshold step)
+    ([(0.60, 0.55), (0.70, 0.50), (0.69995, 0.51), (0.69, 0.49995)], False),
+    # sub-threshold gains in both: a stall for the plateau and early stopping, yet the checkpoint moves in both
+    ([(0.60, 0.55), (0.60005, 0.54999)], True),
+    ([], False),
+])
+def test_a_run_selected_on_auc_stands_for_a_logloss_point_only_when_it_ran_alike(pairs, alike):
+    assert selected_alike(_curve(pairs), "logloss") is alike
+    assert selected_alike(_curve(pairs), "auc") is bool(pairs)
 
 
 def test_a_learning_rate_axis_trains_each_rate_in_its_own_run(tmp_path, monkeypatch):
