@@ -526,6 +526,8 @@ class CompareArgs(Config):
             studies on small machines). Default: 1.0.
         eval_fraction: nested deterministic share of the valid/test rows evaluated, as in train. Default: 1.0.
         mlflow_uri: tracking URI ("" = a SQLite store under out). Default: "".
+        train: train the (model, seed) runs not yet finished; ``--no-train`` tabulates the finished ones only,
+            names the others, and pairs each model with the first over the seeds both have. Default: True.
     """
 
     data: str
@@ -541,6 +543,7 @@ class CompareArgs(Config):
     data_fraction: float = 1.0
     eval_fraction: float = 1.0
     mlflow_uri: str = ""
+    train: bool = True
 
     def validate(self) -> None:
         require(bool(self.models) and bool(self.seeds), "models and seeds must not be empty")

@@ -1,7 +1,8 @@
 """``suan compare``: the same data path and loop for every architecture, seeds aggregated.
 
 Runs that already finished (``metrics.json`` present) are reused, so an interrupted comparison
-continues where it stopped.
+continues where it stopped; ``--no-train`` tabulates the finished runs only (runs still training elsewhere are
+named and left out).
 
 Besides mean ± sd over seeds, every model gets its difference to the first model paired by seed
 (same seed = same initialisation stream and data order). Much of the seed-to-seed spread is shared by
@@ -18,6 +19,7 @@ import numpy as np
 
 from pipelines.args import CompareArgs, TrainArgs, parse_variant
 from pipelines.train import run_train
+from suan.utils.config import ConfigError
 
 COLUMNS = ("test_auc", "test_gauc", "test_logloss", "valid_auc")
 
@@ -25,13 +27,17 @@ COLUMNS = ("test_auc", "test_gauc", "test_logloss", "valid_auc")
 def run_compare(args: CompareArgs) -> dict:
     out = Path(args.out)
     uri = args.mlflow_uri or f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}"
-    results: dict[str, list[dict]] = {}
+    results: dict[str, dict[int, dict]] = {}
+    missing = []
     for spec in args.models:
         arch, options = parse_variant(spec)
         for seed in args.seeds:
             run = out / "runs" / f"{run_name(spec)}-g{args.grade}-s{seed}"
             if (run / "metrics.json").exists():
                 metrics = json.loads((run / "metrics.json").read_text())
+            elif not args.train:
+                missing.append(f"{spec} seed {seed}")
+                continue
             else:
                 base = dict(data=args.data, out=str(run), model=arch, grade=args.grade, seed=seed,
                             max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
@@ -39,13 +45,16 @@ def run_compare(args: CompareArgs) -> dict:
                             eval_fraction=args.eval_fraction, mlflow_uri=uri, experiment="compare",
                             progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
                 metrics = run_train(TrainArgs(**{**base, **options}))  # a variant's own value wins
-            results.setdefault(spec, []).append(metrics)
+            results.setdefault(spec, {})[seed] = metrics
             print(f"{spec} seed {seed}: test AUC {metrics['test_auc']:.4f}", flush=True)
+    if not results:
+        raise ConfigError(f"{out} holds no finished run of {list(args.models)} x seeds {list(args.seeds)} "
+                          "(--no-train tabulates finished runs only)")
     summary = summarise(results, baseline=args.models[0])
     (out / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
     lengths = by_history_length(out, args)
     (out / "by_history_length.json").write_text(json.dumps(lengths, indent=2) + "\n")
-    text = table(summary, args)
+    text = table(summary, args) + (f"\n\nnot finished, left out (--no-train): {', '.join(missing)}" if missing else "")
     (out / "comparison.md").write_text(text + "\n\n" + length_table(lengths, args) + "\n")
     plot_curves(out, args)
     print(text)
@@ -65,9 +74,10 @@ def epochs_below(out: Path, args: CompareArgs, floor: float) -> list[dict]:
     return found
 
 
-def floor_note(below: list[dict], args: CompareArgs) -> str:
-    """One line: no epoch of any run below popularity ranking on valid, or which ones were."""
-    runs = len(args.models) * len(args.seeds)
+def floor_note(below: list[dict], args: CompareArgs, runs: int | None = None) -> str:
+    """One line: no epoch of any run below popularity ranking on valid, or which ones were (``runs``: how many
+    were looked at; None = the whole grid)."""
+    runs = len(args.models) * len(args.seeds) if runs is None else runs
     if not below:
         return f"valid AUC above popularity ranking at every epoch of all {runs} runs"
     where = "; ".join(f"{b['model']} seed {b['seed']} epoch {b['epoch']}: {b['valid_auc']:.4f}" for b in below)
@@ -145,23 +155,26 @@ def run_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", spec).strip("-")
 
 
-def summarise(results: dict[str, list[dict]], baseline: str = "") -> dict:
+def summarise(results: dict[str, dict[int, dict]], baseline: str = "") -> dict:
     """Per model: mean and sample sd of each metric over seeds, plus sizes.
 
     Args:
-        results: model spec → its runs' metrics, in the same seed order for every model.
+        results: model spec → seed → that run's metrics.
         baseline: a spec of ``results``; every other model also gets ``delta_test_auc``, its test AUC
-            minus the baseline's at the same seed (mean and sd over seeds). "" = none.
+            minus the baseline's at the same seed, over the seeds both have (mean and sd; ``paired_seeds``
+            says how many). "" = none.
     """
     out = {}
-    for arch, runs in results.items():
+    for arch, by_seed in results.items():
+        runs = list(by_seed.values())
         row = {"seeds": len(runs), "params_dense": runs[0]["params_dense"], "flops_per_sample": runs[0]["flops_per_sample"],
                "samples_per_second": float(np.mean([r.get("samples_per_second", np.nan) for r in runs]))}
         for key in COLUMNS:
             row[key] = mean_sd([r[key] for r in runs])
-        if baseline in results and arch != baseline:
-            pairs = zip(runs, results[baseline], strict=True)  # every model ran the same seeds, in order
-            row["delta_test_auc"] = mean_sd([r["test_auc"] - b["test_auc"] for r, b in pairs])
+        shared = sorted(set(by_seed) & set(results.get(baseline, {})))
+        if arch != baseline and shared:
+            row["delta_test_auc"] = mean_sd([by_seed[s]["test_auc"] - results[baseline][s]["test_auc"] for s in shared])
+            row["paired_seeds"] = len(shared)
         out[arch] = row
     return out
 
@@ -186,7 +199,9 @@ def table(summary: dict, args: CompareArgs) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for arch, row in sorted(summary.items(), key=lambda kv: -kv[1]["test_auc"]["mean"]):
         n = row["seeds"]
-        delta = fmt(row["delta_test_auc"], n, "+") if "delta_test_auc" in row else ""
+        delta = fmt(row["delta_test_auc"], row["paired_seeds"], "+") if "delta_test_auc" in row else ""
+        if "delta_test_auc" in row and row["paired_seeds"] < n:
+            delta += f" ({row['paired_seeds']} seeds)"
         cells = " | ".join(fmt(row[k], n) for k in COLUMNS[1:3] + ("valid_auc",))
         lines.append(f"| {arch} | {row['params_dense']:,} | {fmt(row['test_auc'], n)} | {delta} | {cells} | "
                      f"{row['samples_per_second']:,.0f} |")
@@ -203,5 +218,6 @@ def table(summary: dict, args: CompareArgs) -> str:
         if oracle is not None:
             lines.append(f"| oracle (Bayes) | | {oracle:.4f} | | | | | |")
     if floor is not None:
-        lines += ["", floor_note(epochs_below(Path(args.out), args, floor), args)]
+        lines += ["", floor_note(epochs_below(Path(args.out), args, floor), args,
+                                 runs=sum(row["seeds"] for row in summary.values()))]
     return "\n".join(lines)

@@ -73,7 +73,8 @@ def test_the_difference_to_the_baseline_is_paired_by_seed(tmp_path):
                 "test_gauc": auc, "test_logloss": 0.5, "valid_auc": auc}
 
     base, gain = [0.70, 0.72, 0.74], [0.010, 0.012, 0.008]  # seed-to-seed spread shared by both models
-    runs = {"suan": [metrics(x) for x in base], "dnn": [metrics(x + g) for x, g in zip(base, gain, strict=True)]}
+    runs = {"suan": dict(enumerate(metrics(x) for x in base)),
+            "dnn": dict(enumerate(metrics(x + g) for x, g in zip(base, gain, strict=True)))}
     summary = summarise(runs, baseline="suan")
     assert "delta_test_auc" not in summary["suan"]
     delta = summary["dnn"]["delta_test_auc"]
@@ -81,6 +82,29 @@ def test_the_difference_to_the_baseline_is_paired_by_seed(tmp_path):
     assert summary["dnn"]["test_auc"]["sd"] > 5 * delta["sd"]  # unpaired spread hides the gap
     text = table(summary, CompareArgs(data=str(tmp_path), out=str(tmp_path), models=("suan", "dnn")))
     assert "Δ test AUC vs suan, paired by seed" in text and "+0.0100 ± 0.0020" in text
+
+
+def test_no_train_tabulates_the_finished_runs_and_pairs_over_shared_seeds(tmp_path, monkeypatch):
+    import pipelines.compare
+
+    monkeypatch.setattr(pipelines.compare, "run_train", lambda a: pytest.fail(f"trained {a.out}"))
+    finished = {("suan", 0): 0.70, ("suan", 1): 0.72, ("suan", 2): 0.74, ("bst", 0): 0.69, ("bst", 2): 0.75}
+    for (spec, seed), auc in finished.items():
+        run = tmp_path / "runs" / f"{spec}-g2-s{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps(
+            {"params_dense": 1, "flops_per_sample": 1, "samples_per_second": 1.0, "test_auc": auc, "test_gauc": auc,
+             "test_logloss": 0.5, "valid_auc": auc}))
+    args = CompareArgs(data=str(tmp_path), out=str(tmp_path), models=("suan", "bst"), seeds=(0, 1, 2), grade=2,
+                       train=False)
+    summary = run_compare(args)
+    assert summary["bst"]["seeds"] == 2 and summary["bst"]["paired_seeds"] == 2
+    assert summary["bst"]["delta_test_auc"]["mean"] == pytest.approx(0.0)  # -0.01 on seed 0, +0.01 on seed 2
+    assert summary["bst"]["delta_test_auc"]["sd"] == pytest.approx(0.01 * 2 ** 0.5)
+    text = (tmp_path / "comparison.md").read_text()
+    assert "not finished, left out (--no-train): bst seed 1" in text
+    with pytest.raises(ConfigError, match="no finished run"):
+        run_compare(CompareArgs(data=str(tmp_path), out=str(tmp_path), models=("din",), seeds=(0,), train=False))
 
 
 def test_epochs_below_popularity_are_named(tmp_path):
