@@ -86,6 +86,8 @@ def _mlflow_uri(out: Path) -> str:
 def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
     import shutil
 
+    import yaml
+
     from pipelines.args import SweepArgs
     from pipelines.mfu import matmul_peak
     from pipelines.sweep import mark_done, point_entry, run_sweep, selected_alike
@@ -100,10 +102,12 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
                            mlflow_uri=_mlflow_uri(out))
     trained = out / "runs" / "suan"
     if (suan is not None and args.grade in args.sweep_grades and 1.0 in args.sweep_fractions
-            and selected_alike(json.loads((trained / "curve.json").read_text()), sweep_args.select_on)):
+            and selected_alike(json.loads((trained / "curve.json").read_text()),
+                               yaml.safe_load((trained / "train_config.yaml").read_text()).get("select_on", "auc"),
+                               sweep_args.select_on)):
         # the full-data point at the demo's grade is the SUAN run of stage 3 (same data, grade, epochs, seed,
-        # recipe; selected on AUC, but its curve shows it ran as the sweep's selection would): recorded from it
-        # instead of trained twice
+        # recipe; selected on its own metric, but its curve shows it ran as the sweep's selection would):
+        # recorded from it instead of trained twice
         peak = matmul_peak()
         entry = mark_done(point_entry(args.grade, 1.0, args.seed, trained), suan, peak)
         entry["wall_s"] = suan["wall_s"]

@@ -69,14 +69,15 @@ def mark_done(entry: dict, metrics: dict, peak: float) -> dict:
     return entry
 
 
-def selected_alike(curve: list[dict], select_on: str) -> bool:
-    """Whether a run that selected, stopped and cut its lr on valid AUC ran exactly as it would have on
+def selected_alike(curve: list[dict], ran_on: str, select_on: str) -> bool:
+    """Whether a run that selected, stopped and cut its lr on ``ran_on`` ran exactly as it would have on
     ``select_on``: at every epoch one metric gained (beyond the plateau threshold) exactly when the other did,
     so its lr cuts and its stop fell alike, and both keep the same epoch. Then its checkpoint is the point a
     sweep selecting on ``select_on`` would train, and can stand for it.
 
     Args:
         curve: the run's ``curve.json`` (per epoch ``valid_auc`` and ``valid_logloss``).
+        ran_on: the run's own selection metric (``select_on`` in its ``train_config.yaml``), a key of ``SELECTION``.
         select_on: the sweep's selection metric, a key of ``SELECTION``.
     """
     def gains_and_kept(values: list[float], mode: str) -> tuple[list[bool], int]:
@@ -88,7 +89,7 @@ def selected_alike(curve: list[dict], select_on: str) -> bool:
         kept = max(range(len(values)), key=lambda i: (sign * values[i], -i))  # the first of the best, as saved
         return gains, kept
 
-    ref_name, ref_mode = SELECTION["auc"]
+    ref_name, ref_mode = SELECTION[ran_on]
     name, mode = SELECTION[select_on]
     return bool(curve) and gains_and_kept([e[ref_name] for e in curve], ref_mode) == \
         gains_and_kept([e[name] for e in curve], mode)

@@ -75,8 +75,10 @@ def _curve(pairs):
     ([], False),
 ])
 def test_a_run_selected_on_auc_stands_for_a_logloss_point_only_when_it_ran_alike(pairs, alike):
-    assert selected_alike(_curve(pairs), "logloss") is alike
-    assert selected_alike(_curve(pairs), "auc") is bool(pairs)
+    assert selected_alike(_curve(pairs), "auc", "logloss") is alike
+    assert selected_alike(_curve(pairs), "logloss", "auc") is alike  # the relation is symmetric
+    assert selected_alike(_curve(pairs), "auc", "auc") is bool(pairs)
+    assert selected_alike(_curve(pairs), "logloss", "logloss") is bool(pairs)
 
 
 def test_a_learning_rate_axis_trains_each_rate_in_its_own_run(tmp_path, monkeypatch):
