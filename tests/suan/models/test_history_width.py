@@ -39,7 +39,7 @@ CASES = {
     "ablate": dict(ablate="fixed:0;stale_qk:1"), "calibrated": dict(sink_beta=0.3, sink_tau=1.5),
     "authors": dict(wiring="authors", candidate_in_head=True, pool_history=True),
     "branches": dict(wiring="branches", candidate_in_head=False, pool_history=False),
-    "pool_inputs": dict(pool_inputs=True), "din_softmax": dict(arch="din", din_weights="softmax"),
+    "pool_inputs": dict(pool_inputs=True), "din_unit": dict(arch="din", din_weights="unit"),
 }
 
 

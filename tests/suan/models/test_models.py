@@ -253,5 +253,15 @@ def test_din_softmax_weights_start_as_the_dnn_mean_and_stay_candidate_parallel(f
         alone = torch.stack([din({**batch, **{f: c[:, k] for f, c in cands.items()}}) for k in range(4)], 1)
     torch.testing.assert_close(together, alone, atol=ISOLATION_ATOL, rtol=0)
     assert not torch.allclose(together, dnn({**batch, **cands}), atol=1e-3)
-    with pytest.raises(ConfigError, match="din_weights softmax needs arch din"):
-        ModelConfig.from_grade("suan", 1, din_weights="softmax")
+    with pytest.raises(ConfigError, match="din_weights is DIN's option"):
+        ModelConfig.from_grade("suan", 1, din_weights="unit")
+
+
+def test_din_defaults_to_softmax_weights_and_an_older_saved_din_loads_with_the_papers():
+    assert ModelConfig.from_grade("din", 1).din_weights == "softmax"  # the default since stop 27
+    saved = ModelConfig.from_grade("din", 1).to_dict()
+    saved.pop("din_weights")  # a DIN saved before the option existed trained with the paper's weights
+    assert ModelConfig.from_dict(saved).din_weights == "unit"
+    # another arch's saved value never mattered (stop 25-26 saved "unit" for every arch): it loads as the default
+    other = {**ModelConfig.from_grade("suan", 1).to_dict(), "din_weights": "unit"}
+    assert ModelConfig.from_dict(other) == ModelConfig.from_grade("suan", 1)

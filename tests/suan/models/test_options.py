@@ -196,9 +196,10 @@ def test_rope_histograph_model_exports_to_onnx_within_parity(fmap, tmp_path):
 
 
 @pytest.mark.integration
-def test_din_with_softmax_weights_exports_to_onnx_within_parity(fmap, tmp_path):
+@pytest.mark.parametrize("weights", ["softmax", "unit"])
+def test_din_with_either_weights_exports_to_onnx_within_parity(fmap, tmp_path, weights):
     from pipelines.onnx_export import export_onnx, parity
 
-    model = build_model(ModelConfig.from_grade("din", 0, din_weights="softmax"), fmap)
+    model = build_model(ModelConfig.from_grade("din", 0, din_weights=weights), fmap)
     export_onnx(model, fmap, tmp_path / "model.onnx")
     assert len(parity(model, fmap, tmp_path / "model.onnx")) == 5  # every recorded batch within tolerance
