@@ -145,7 +145,7 @@ def _shared_sweep(args: SweepArgs, sweep: Path, peak: float) -> dict:
             study.stop()  # nothing is left for this worker: the others finish the points they hold
             raise optuna.TrialPruned(f"{point} is being trained or was trained by another trial")
         entry = run_point(args, sweep, point["grade"], point["fraction"], point["seed"], peak,
-                          tag=f"-t{trial.number}", seq_len=point["seq_len"], lr=point["lr"])
+                          tag=_run_tag(study, trial), seq_len=point["seq_len"], lr=point["lr"])
         trial.set_user_attr("entry", {k: v for k, v in entry.items() if k != "traceback"})
         merge_points(sweep, [entry])
         _report(trial.number + 1, total, entry)
@@ -159,6 +159,15 @@ def _shared_sweep(args: SweepArgs, sweep: Path, peak: float) -> dict:
     # a retried point has two trials: merge_points keeps the done one
     entries = [t.user_attrs["entry"] for t in study.get_trials(deepcopy=False) if "entry" in t.user_attrs]
     return merge_points(sweep, entries, storage=args.storage)
+
+
+def _run_tag(study: optuna.Study, trial: optuna.Trial) -> str:
+    """The run folder's suffix: the trial's number, or for Optuna's retry of a dead worker's trial the number of
+    the first trial of that series, so the retry resumes the dead run's last checkpoint instead of training the
+    point again from scratch (a killed grade-3 point had cost its whole training time again)."""
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(frozen)
+    return f"-t{history[0] if history else trial.number}"
 
 
 def _taken_elsewhere(study: optuna.Study, trial: optuna.Trial, point: dict) -> bool:

@@ -135,6 +135,29 @@ def test_a_point_another_worker_is_training_is_not_trained_twice(tmp_path, monke
     assert calls == [1 - held_seed]
 
 
+def test_the_retry_of_a_dead_workers_point_resumes_its_checkpoint(tmp_path, monkeypatch):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    sweep = tmp_path / "sweep"
+    args = SweepArgs(data="unused", out=str(sweep), grades=(1,), data_fractions=(1.0,), seeds=(0,), storage=storage)
+    space = {"grade": [1], "seq_len": [0], "fraction": [1.0], "lr": [0.0], "seed": [0]}
+    # the dead worker's own sampler is not stored with the study (a grid sampler would stop it on tell)
+    other = optuna.create_study(study_name="sweep", storage=storage, sampler=optuna.samplers.RandomSampler())
+    dead = other.ask()  # a worker took the point, wrote a checkpoint and died
+    [dead.suggest_categorical(k, v) for k, v in space.items()]
+    (sweep / "runs" / f"g1-f1-s0-t{dead.number}" / "checkpoints").mkdir(parents=True)
+    (sweep / "runs" / f"g1-f1-s0-t{dead.number}" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    other.tell(dead.number, state=optuna.trial.TrialState.FAIL)  # what the heartbeat check does to a stale trial
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(other, other.trials[dead.number])
+    calls = []
+    monkeypatch.setattr(pipelines.sweep, "run_train",
+                        lambda a: calls.append((Path(a.out).name, a.resume)) or {"test_auc": 0.5, "valid_logloss": 0.6})
+    run_sweep(args)
+    assert calls == [(f"g1-f1-s0-t{dead.number}", True)]  # the dead run's folder, from its last checkpoint
+    assert load_manifest(sweep)["points"]["g1-f1-s0"]["status"] == "done"
+
+
 def test_a_finished_point_is_never_replaced_and_a_failed_one_is(tmp_path):
     merge_points(tmp_path, [_done(1), {**_done(2), "status": "failed"}])
     merge_points(tmp_path, [{**_done(1), "status": "failed"}, _done(2)])
