@@ -86,9 +86,7 @@ def _mlflow_uri(out: Path) -> str:
 def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
     import shutil
 
-    import yaml
-
-    from pipelines.args import SweepArgs
+    from pipelines.args import SweepArgs, TrainArgs
     from pipelines.mfu import matmul_peak
     from pipelines.sweep import mark_done, point_entry, run_sweep, selected_alike
     from scaling.manifest import entry_name, save_manifest
@@ -103,7 +101,7 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
     trained = out / "runs" / "suan"
     if (suan is not None and args.grade in args.sweep_grades and 1.0 in args.sweep_fractions
             and selected_alike(json.loads((trained / "curve.json").read_text()),
-                               yaml.safe_load((trained / "train_config.yaml").read_text()).get("select_on", "auc"),
+                               TrainArgs.load(trained / "train_config.yaml").select_on,
                                sweep_args.select_on)):
         # the full-data point at the demo's grade is the SUAN run of stage 3 (same data, grade, epochs, seed,
         # recipe; selected on its own metric, but its curve shows it ran as the sweep's selection would):
