@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from suan.mixers.base import Mixer, MixerConfig
 from suan.ops.aaren import aaren, init_state, read, step
+from suan.ops.common.precision import working_dtype
 
 
 class Aaren(Mixer):
@@ -44,7 +45,7 @@ class Aaren(Mixer):
         return self.out(rearrange(y, "b h l d -> b l (h d)"))
 
     def init_state(self, batch: int) -> dict[str, Tensor]:
-        return init_state(batch, self.cfg.num_heads, self.head_dim, self.query.device)
+        return init_state(batch, self.cfg.num_heads, self.head_dim, self.query.device, working_dtype(self.query))
 
     def step(self, x_t: Tensor, timestamp_t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         s, v = self._scores_values(x_t.unsqueeze(1))  # [B, H, 1], [B, H, 1, D/H]

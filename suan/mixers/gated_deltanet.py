@@ -23,6 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from suan.mixers.base import Mixer, MixerConfig
+from suan.ops.common.precision import working_dtype
 from suan.ops.gated_delta_rule import gated_delta_rule, init_state, read, step
 
 # per-head decay rates -log(α) at initialisation, log-spaced: memories from ~2 to ~100 tokens
@@ -74,7 +75,8 @@ class GatedDeltaNet(Mixer):
         return self._output(o, x)
 
     def init_state(self, batch: int) -> dict[str, Tensor]:
-        return init_state(batch, self.cfg.num_heads, self.head_dim, self.head_dim, self.qkv.weight.device)
+        return init_state(batch, self.cfg.num_heads, self.head_dim, self.head_dim, self.qkv.weight.device,
+                          working_dtype(self.qkv.weight))
 
     def step(self, x_t: Tensor, timestamp_t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x = x_t.unsqueeze(1)  # [B, 1, D]

@@ -12,6 +12,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from suan.mixers.base import Mixer, MixerConfig
+from suan.ops.common.precision import working_dtype
 from suan.ops.linear_attention import init_state, linear_attention, read, step
 
 
@@ -42,7 +43,8 @@ class LinearAttention(Mixer):
         return self.out(rearrange(y, "b h l d -> b l (h d)"))
 
     def init_state(self, batch: int) -> dict[str, Tensor]:
-        return init_state(batch, self.cfg.num_heads, self.head_dim, self.head_dim, self.qkv.weight.device)
+        return init_state(batch, self.cfg.num_heads, self.head_dim, self.head_dim, self.qkv.weight.device,
+                          working_dtype(self.qkv.weight))
 
     def step(self, x_t: Tensor, timestamp_t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         q, k, v = self._qkv(x_t.unsqueeze(1))[:, :, :, 0]  # 3 x [B, H, D/H]

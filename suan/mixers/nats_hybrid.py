@@ -26,6 +26,7 @@ from suan.mixers.base import Mixer, MixerConfig
 from suan.mixers.gated_deltanet import decay_bias
 from suan.ops import gated_delta_rule as gdr
 from suan.ops.common.masks import TIME_BUCKETS, log_time_bucket
+from suan.ops.common.precision import working_dtype
 from suan.ops.rel_attention import rel_attention
 
 
@@ -78,9 +79,10 @@ class NAtSHybrid(Mixer):
         return self._output(o_delta, o_soft.clone(memory_format=torch.contiguous_format))
 
     def init_state(self, batch: int) -> dict[str, Tensor]:
-        H, d, device = self.cfg.num_heads, self.head_dim, self.qkv.weight.device
-        return dict(**gdr.init_state(batch, H, d, d, device), keys=torch.zeros(batch, H, 0, d + 1, device=device),
-                    values=torch.zeros(batch, H, 0, d, device=device),
+        H, d, device, dtype = self.cfg.num_heads, self.head_dim, self.qkv.weight.device, self.qkv.weight.dtype
+        return dict(**gdr.init_state(batch, H, d, d, device, working_dtype(self.qkv.weight)),
+                    keys=torch.zeros(batch, H, 0, d + 1, dtype=dtype, device=device),
+                    values=torch.zeros(batch, H, 0, d, dtype=dtype, device=device),
                     timestamps=torch.zeros(batch, 0, dtype=torch.int64, device=device))
 
     def _attend(self, soft: tuple[Tensor, ...], timestamps: Tensor, state: dict[str, Tensor]) -> Tensor:

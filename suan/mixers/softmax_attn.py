@@ -32,6 +32,7 @@ from suan.ops.common.masks import (
     positions,
     relative_bias,
 )
+from suan.ops.common.precision import at_least_fp32
 from suan.ops.common.rope import apply_rope, rope_tables
 from suan.ops.rel_attention import rel_attention
 
@@ -135,12 +136,13 @@ class SoftmaxAttention(Mixer):
             size = self.cfg.max_len
             recency = ((lengths - num_targets).unsqueeze(1) - pos).clamp(0, size - 1)  # [B, L], candidates 0
             index = recency.unsqueeze(2) * size + recency.unsqueeze(1)  # [B, L, L] (query, key)
-            return lookup(self.mix.reshape(-1), index).float().unsqueeze(1).expand(B, heads, L, L)
+            return at_least_fp32(lookup(self.mix.reshape(-1), index)).unsqueeze(1).expand(B, heads, L, L)
         if self.cfg.ablate == "seqfree":
             size = self.cfg.max_len
             gap = (pos.unsqueeze(2) - pos.unsqueeze(1)).clamp(0, size - 1).unsqueeze(1)  # [B, 1, L, L]
             head_row = (torch.arange(heads, device=gap.device) * size).view(1, heads, 1, 1)
-            return lookup(self.mix.reshape(-1), gap + head_row).float()  # [B, H, L, L]
-        scores = torch.einsum("bhid,bhjd->bhij", q.float(), k.float()) * default_scale(q.shape[-1])  # [B, H, L, L]
+            return at_least_fp32(lookup(self.mix.reshape(-1), gap + head_row))  # [B, H, L, L]
+        q, k = at_least_fp32(q), at_least_fp32(k)
+        scores = torch.einsum("bhid,bhjd->bhij", q, k) * default_scale(q.shape[-1])  # [B, H, L, L]
         bias = relative_bias(lengths, num_targets, timestamps, self.pos_bias, self.time_bias)
-        return scores if bias is None else scores + bias.float().unsqueeze(1)
+        return scores if bias is None else scores + at_least_fp32(bias).unsqueeze(1)

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from suan.ops.aaren.naive import SCORE_CAP, soft_cap
 from suan.ops.common.masks import valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 
 def aaren(s: Tensor, v: Tensor, *, lengths: Tensor, num_targets: Tensor) -> Tensor:
@@ -20,12 +21,12 @@ def aaren(s: Tensor, v: Tensor, *, lengths: Tensor, num_targets: Tensor) -> Tens
     valid = valid_tokens(lengths, L).unsqueeze(1)  # [B, 1, L]
     hist = valid_tokens(lengths - num_targets, L).unsqueeze(1)
     cand = (valid & ~hist).to(torch.float32)
-    e = torch.exp(soft_cap(s.float()) - SCORE_CAP)  # [B, H, L]
+    e = torch.exp(soft_cap(at_least_fp32(s)) - SCORE_CAP)  # [B, H, L]
     e_hist = e * hist.to(torch.float32)
     u = torch.cumsum(e_hist, dim=-1)  # [B, H, L]
-    w = torch.cumsum(e_hist.unsqueeze(-1) * v.float(), dim=-2)  # [B, H, L, D]
+    w = torch.cumsum(e_hist.unsqueeze(-1) * at_least_fp32(v), dim=-2)  # [B, H, L, D]
     e_own = e * cand
-    num = w + e_own.unsqueeze(-1) * v.float()
+    num = w + e_own.unsqueeze(-1) * at_least_fp32(v)
     # padded rows of an empty sequence have u = 0: divide by 1 there (the output is zeroed anyway)
     den = torch.where(valid, u + e_own, torch.ones_like(u))
     out = num / den.unsqueeze(-1) * valid.unsqueeze(-1).to(torch.float32)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 # A row whose attention outside the sinks is below this keeps its attention: moving the sink mass onto
 # keys with (almost) none would multiply near-zero probabilities by up to 1 / MIN_OTHER_MASS (inf·0 = NaN
@@ -56,7 +57,7 @@ def calibrate(probs: Tensor, *, lengths: Tensor, num_targets: Tensor, beta: floa
 def attention_probs(logits: Tensor, *, mask: Tensor, lengths: Tensor, num_targets: Tensor, beta: float,
                     tau: float) -> Tensor:
     B, H, L, _ = logits.shape
-    probs = torch.softmax(logits.float().masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)  # [B, H, L, L]
+    probs = torch.softmax(at_least_fp32(logits).masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)  # [B, H, L, L]
     if beta != 1.0:
         probs = calibrate(probs, lengths=lengths, num_targets=num_targets, beta=beta, tau=tau)
     return probs * valid_tokens(lengths, L).view(B, 1, L, 1)
@@ -65,4 +66,4 @@ def attention_probs(logits: Tensor, *, mask: Tensor, lengths: Tensor, num_target
 def calibrated_attention(logits: Tensor, v: Tensor, *, mask: Tensor, lengths: Tensor, num_targets: Tensor,
                          beta: float, tau: float) -> Tensor:
     probs = attention_probs(logits, mask=mask, lengths=lengths, num_targets=num_targets, beta=beta, tau=tau)
-    return torch.einsum("bhij,bhjd->bhid", probs, v.float()).to(v.dtype)  # [B, H, L, D]
+    return torch.einsum("bhij,bhjd->bhid", probs, at_least_fp32(v)).to(v.dtype)  # [B, H, L, D]

@@ -1,4 +1,4 @@
-"""Reference: dense mask and bias over the L tokens plus the ceil(L / b) block summaries (fp32 math)."""
+"""Reference: dense mask and bias over the L tokens plus the ceil(L / b) block summaries (at least fp32 math)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import positions, relative_bias, valid_tokens
+from suan.ops.common.precision import at_least_fp32
 from suan.ops.common.slots import dense_attention, dense_block_means, pair_bias
 from suan.ops.halo_attention import halo_mask
 
@@ -54,8 +55,9 @@ def combiner_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_
     nb = blocks.shape[-1]
     summary_bias = dense_summary_bias(lengths, num_targets, timestamps, block, nb, pos_bias, time_bias)
     token_bias = relative_bias(lengths, num_targets, timestamps, pos_bias, time_bias)  # [B, L, L] or None
-    token_bias = torch.zeros(B, L, L, device=q.device) if token_bias is None else token_bias.float()
+    token_bias = torch.zeros(B, L, L, device=q.device) if token_bias is None else at_least_fp32(token_bias)
     bias = torch.cat([token_bias, summary_bias + math.log(block)], dim=-1).unsqueeze(1)  # [B, 1, L, L + nb]
     allowed = torch.cat([tokens, blocks], dim=-1).unsqueeze(1)  # [B, 1, L, L + nb]
-    out = dense_attention(q, torch.cat([k.float(), k_sum], 2), torch.cat([v.float(), v_sum], 2), allowed, bias)
+    keys, values = torch.cat([at_least_fp32(k), k_sum], 2), torch.cat([at_least_fp32(v), v_sum], 2)  # [B, H, L + nb, D]
+    out = dense_attention(q, keys, values, allowed, bias)
     return out * valid_tokens(lengths, L).view(B, 1, L, 1).to(out.dtype)

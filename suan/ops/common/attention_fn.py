@@ -15,6 +15,7 @@ from torch import Tensor
 
 from suan.ops.common import attention_triton as kernels
 from suan.ops.common.masks import default_scale
+from suan.ops.common.precision import at_least_fp32
 
 
 def _bias_grads(pos_bias: Tensor | None, time_bias: Tensor | None, needs: tuple[bool, bool]
@@ -64,7 +65,7 @@ class PartsAttentionFn(torch.autograd.Function):
         q, k, v, out, lse, pos_bias, time_bias = ctx.saved_tensors
         do = grad_out.contiguous()
         # sum_j P_ij dP_ij = do_i · out_i, the softmax-backward row constant (none in pointwise mode)
-        delta = None if ctx.pointwise else (do.float() * out.float()).sum(-1)  # [B, H, L] or [N, H]
+        delta = None if ctx.pointwise else (at_least_fp32(do) * at_least_fp32(out)).sum(-1)  # [B, H, L] or [N, H]
         dpos, dtime = _bias_grads(pos_bias, time_bias, ctx.needs_input_grad[3:5])
         # later parts add to the first part's gradients: fp32 buffers then
         dtype = q.dtype if len(ctx.parts) == 1 else torch.float32

@@ -3,7 +3,7 @@
 Every such op picks, for each query, a few keys out of an *extended* key set ``E`` (the L tokens,
 possibly followed by block summaries or learned tokens). The reference paths write the choice as a
 dense ``[B, H, L, E]`` mask and call :func:`dense_attention`; the fast paths gather ``K`` slots per
-query (index ``[B, H, L, K]`` into ``E``) and call :func:`gathered_attention`. Both are fp32 softmax
+query (index ``[B, H, L, K]`` into ``E``) and call :func:`gathered_attention`. Both are softmax in at least fp32
 with ``1/sqrt(D)`` scaling; every query row must have at least one allowed slot (its own token).
 """
 
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import default_scale, log_time_bucket
+from suan.ops.common.precision import at_least_fp32, working_dtype
 
 
 def take(rows: Tensor, index: Tensor) -> Tensor:
@@ -47,16 +48,16 @@ def pair_bias(gap: Tensor, dt: Tensor, pos_bias: Tensor | None, time_bias: Tenso
     bias = None
     if pos_bias is not None:
         idx = gap.clamp(0, pos_bias.shape[0] - 1)
-        bias = pos_bias.index_select(0, idx.reshape(-1)).view(idx.shape).float()
+        bias = at_least_fp32(pos_bias.index_select(0, idx.reshape(-1)).view(idx.shape))
     if time_bias is not None:
         bucket = log_time_bucket(dt)
-        tb = time_bias.index_select(0, bucket.reshape(-1)).view(bucket.shape).float()
+        tb = at_least_fp32(time_bias.index_select(0, bucket.reshape(-1)).view(bucket.shape))
         bias = tb if bias is None else bias + tb
     return bias
 
 
 def dense_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Reference: explicit scores over every extended key, dense mask, softmax (fp32 math).
+    """Reference: explicit scores over every extended key, dense mask, softmax (at least fp32 math).
 
     Args:
         q: [B, H, L, D].
@@ -68,10 +69,10 @@ def dense_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, bias: Tens
         [B, H, L, D] in the dtype of ``q``.
     """
     dtype = q.dtype
-    q, k, v = q.float(), k.float(), v.float()
+    q, k, v = at_least_fp32(q), at_least_fp32(k), at_least_fp32(v)
     scores = torch.einsum("bhid,bhjd->bhij", q, k) * default_scale(q.shape[-1])  # [B, H, L, E]
     if bias is not None:
-        scores = scores + bias.float()
+        scores = scores + at_least_fp32(bias)
     probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
     return torch.einsum("bhij,bhjd->bhid", probs, v).to(dtype)  # [B, H, L, D]
 
@@ -97,10 +98,10 @@ def gathered_attention(q: Tensor, k: Tensor, v: Tensor, index: Tensor, valid: Te
     flat = (index + row).reshape(-1)  # [B·H·L·K]
     k_g = k.reshape(B * H * E, D).index_select(0, flat).view(B, H, L, K, D)
     v_g = v.reshape(B * H * E, D).index_select(0, flat).view(B, H, L, K, D)
-    scores = torch.matmul(q.unsqueeze(-2), k_g.transpose(-1, -2)).squeeze(-2).float()  # [B, H, L, K]
+    scores = at_least_fp32(torch.matmul(q.unsqueeze(-2), k_g.transpose(-1, -2)).squeeze(-2))  # [B, H, L, K]
     scores = scores * default_scale(D)
     if bias is not None:
-        scores = scores + bias.float()
+        scores = scores + at_least_fp32(bias)
     probs = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1).to(v_g.dtype)
     return torch.matmul(probs.unsqueeze(-2), v_g).squeeze(-2)  # [B, H, L, D]
 
@@ -156,13 +157,13 @@ def dense_block_means(x: Tensor, n_hist: Tensor, block: int) -> Tensor:
         x: [B, H, L, D]. n_hist: [B] history tokens. block: b.
 
     Returns:
-        [B, H, ceil(L / b), D] fp32; equals :func:`block_means` on every block inside the history.
+        [B, H, ceil(L / b), D] in at least fp32; equals :func:`block_means` on every block inside the history.
     """
     L = x.shape[2]
     j = torch.arange(L, device=x.device)
     c = torch.arange(-(-L // block), device=x.device)
     member = (j.view(1, 1, -1) // block == c.view(1, -1, 1)) & (j.view(1, 1, -1) < n_hist.view(-1, 1, 1))
-    return torch.einsum("bcj,bhjd->bhcd", member.float() / block, x.float())
+    return torch.einsum("bcj,bhjd->bhcd", member.to(working_dtype(x)) / block, at_least_fp32(x))
 
 
 def summary_slots(pos: Tensor, lengths: Tensor, timestamps: Tensor, block: int, num_blocks: int,
@@ -204,7 +205,7 @@ def top_k_units(scores: Tensor, eligible: Tensor, top_k: int) -> tuple[Tensor, T
     Returns:
         ([B, H, L, k] int64 unit index, [B, H, L, k] bool).
     """
-    masked = scores.float().masked_fill(~eligible, float("-inf"))
+    masked = at_least_fp32(scores).masked_fill(~eligible, float("-inf"))
     pad = torch.full(masked.shape[:-1] + (top_k,), float("-inf"), device=scores.device)
     best, index = torch.topk(torch.cat([masked, pad], dim=-1), top_k, dim=-1)  # [B, H, L, k]
     valid = best > float("-inf")

@@ -1,4 +1,4 @@
-"""Reference: dense chunk membership, dense chunk scores, selection by rank, dense [B, H, L, L] mask (fp32)."""
+"""Reference: dense chunk membership, dense chunk scores, selection by rank, dense [B, H, L, L] mask (at least fp32)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import attention_mask, default_scale, positions, relative_bias, valid_tokens
+from suan.ops.common.precision import at_least_fp32, working_dtype
 from suan.ops.common.slots import dense_attention
 from suan.ops.dhsa_attention.chunks import chunk_ids
 
@@ -47,10 +48,11 @@ def dhsa_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targ
                    max_attn_len: int) -> Tensor:
     B, H, L, D = q.shape
     key_chunk, query_chunk = chunk_ids(boundaries, lengths, num_targets, chunk)
-    member = (key_chunk.unsqueeze(1) == torch.arange(L, device=q.device).view(1, L, 1)).float()  # [B, G = L, L]
+    member = key_chunk.unsqueeze(1) == torch.arange(L, device=q.device).view(1, L, 1)  # [B, G = L, L]
+    member = member.to(working_dtype(k))
     size = member.sum(-1).clamp(min=1.0)  # [B, G]
-    reps = torch.einsum("bgj,bhjd->bhgd", member, k.float()) / size.sqrt().view(B, 1, L, 1)  # [B, H, G, D]
-    scores = torch.einsum("bhld,bhgd->bhlg", q.float(), reps) * default_scale(D)  # [B, H, L, G]
+    reps = torch.einsum("bgj,bhjd->bhgd", member, at_least_fp32(k)) / size.sqrt().view(B, 1, L, 1)  # [B, H, G, D]
+    scores = torch.einsum("bhld,bhgd->bhlg", at_least_fp32(q), reps) * default_scale(D)  # [B, H, L, G]
     mask = dhsa_mask(scores, key_chunk, query_chunk, lengths, num_targets, top_k, max_attn_len)
     bias = relative_bias(lengths, num_targets, timestamps, pos_bias, time_bias)
     out = dense_attention(q, k, v, mask, None if bias is None else bias.unsqueeze(1))  # [B, H, L, D]

@@ -10,26 +10,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from suan.ops.common.precision import at_least_fp32, working_dtype
 
-def init_state(batch: int, heads: int, dim_k: int, dim_v: int,
-               device: torch.device | None = None) -> dict[str, Tensor]:
-    """Empty history: ``S`` [B, H, Dv, Dk] zeros, fp32."""
-    return dict(S=torch.zeros(batch, heads, dim_v, dim_k, device=device))
+
+def init_state(batch: int, heads: int, dim_k: int, dim_v: int, device: torch.device | None = None,
+               dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """Empty history: ``S`` [B, H, Dv, Dk] zeros, ``dtype`` at least fp32."""
+    return dict(S=torch.zeros(batch, heads, dim_v, dim_k, dtype=dtype, device=device))
 
 
 def _update(S: Tensor, k: Tensor, v: Tensor, log_alpha: Tensor, beta: Tensor) -> Tensor:
     """One delta-rule write: S [..., Dv, Dk], k [..., Dk], v [..., Dv], log_alpha and beta [...]."""
-    alpha = torch.exp(log_alpha.float()).unsqueeze(-1)  # [..., 1]
-    S_k = alpha * torch.einsum("...vk,...k->...v", S, k.float())  # α S k, [..., Dv]
-    delta = beta.float().unsqueeze(-1) * (v.float() - S_k)  # [..., Dv]
-    return alpha.unsqueeze(-1) * S + delta.unsqueeze(-1) * k.float().unsqueeze(-2)
+    alpha = torch.exp(at_least_fp32(log_alpha)).unsqueeze(-1)  # [..., 1]
+    S_k = alpha * torch.einsum("...vk,...k->...v", S, at_least_fp32(k))  # α S k, [..., Dv]
+    delta = at_least_fp32(beta).unsqueeze(-1) * (at_least_fp32(v) - S_k)  # [..., Dv]
+    return alpha.unsqueeze(-1) * S + delta.unsqueeze(-1) * at_least_fp32(k).unsqueeze(-2)
 
 
 def step(state: dict[str, Tensor], q: Tensor, k: Tensor, v: Tensor, log_alpha: Tensor,
          beta: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Append one token: q, k [B, H, Dk], v [B, H, Dv], log_alpha, beta [B, H] → (o [B, H, Dv], new state)."""
     S = _update(state["S"], k, v, log_alpha, beta)
-    return torch.einsum("bhvk,bhk->bhv", S, q.float()), dict(S=S)
+    return torch.einsum("bhvk,bhk->bhv", S, at_least_fp32(q)), dict(S=S)
 
 
 def read(state: dict[str, Tensor], q: Tensor, k: Tensor, v: Tensor, log_alpha: Tensor, beta: Tensor) -> Tensor:
@@ -42,17 +44,17 @@ def read(state: dict[str, Tensor], q: Tensor, k: Tensor, v: Tensor, log_alpha: T
         [B, H, N, Dv].
     """
     S = _update(state["S"].unsqueeze(2), k, v, log_alpha, beta)  # [B, H, N, Dv, Dk]
-    return torch.einsum("bhnvk,bhnk->bhnv", S, q.float())
+    return torch.einsum("bhnvk,bhnk->bhnv", S, at_least_fp32(q))
 
 
 def gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, log_alpha: Tensor, beta: Tensor, *, lengths: Tensor,
                      num_targets: Tensor) -> Tensor:
     B, H, L, Dk = q.shape
     Dv = v.shape[-1]
-    out = torch.zeros(B, H, L, Dv, device=v.device)
+    out = torch.zeros(B, H, L, Dv, dtype=working_dtype(v), device=v.device)
     for b in range(B):
         n, n_hist = int(lengths[b]), int(lengths[b] - num_targets[b])
-        state = init_state(1, H, Dk, Dv, v.device)
+        state = init_state(1, H, Dk, Dv, v.device, working_dtype(v))
         for i in range(n_hist):
             o, state = step(state, q[b:b + 1, :, i], k[b:b + 1, :, i], v[b:b + 1, :, i],
                             log_alpha[b:b + 1, :, i], beta[b:b + 1, :, i])

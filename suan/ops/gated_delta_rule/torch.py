@@ -18,6 +18,7 @@ from torch import Tensor
 from torch._higher_order_ops.scan import scan
 
 from suan.ops.common.masks import valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 CHUNK = 16
 
@@ -61,7 +62,7 @@ def gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, log_alpha: Tensor, beta: T
     B, H, L, Dk = q.shape
     valid = valid_tokens(lengths, L).view(B, 1, L)
     hist = valid_tokens(lengths - num_targets, L).view(B, 1, L)
-    q, k, v, log_alpha, beta = q.float(), k.float(), v.float(), log_alpha.float(), beta.float()
+    q, k, v, log_alpha, beta = (at_least_fp32(t) for t in (q, k, v, log_alpha, beta))
     # padded length n_chunks * CHUNK: visibly a multiple of CHUNK to the exporter's symbolic shapes; under
     # export one spare (identity) chunk, so an example with a single chunk does not specialise the count to 1
     n_chunks = (L + CHUNK - 1) // CHUNK + int(torch.compiler.is_exporting())

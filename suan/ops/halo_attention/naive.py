@@ -1,4 +1,4 @@
-"""Reference: the block + halo pattern as a dense [B, L, L] mask, explicit matmul-softmax (fp32 math)."""
+"""Reference: the block + halo pattern as a dense [B, L, L] mask, explicit matmul-softmax (at least fp32 math)."""
 
 from __future__ import annotations
 

@@ -7,13 +7,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from suan.ops.common.masks import attention_mask, relative_bias, valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 
 def hstu_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targets: Tensor, timestamps: Tensor,
                    pos_bias: Tensor | None, time_bias: Tensor | None, max_attn_len: int) -> Tensor:
     B, H, L, D = q.shape
     dtype = q.dtype
-    q, k, v = q.float(), k.float(), v.float()
+    q, k, v = at_least_fp32(q), at_least_fp32(k), at_least_fp32(v)
     scores = torch.einsum("bhid,bhjd->bhij", q, k) / D**0.5  # [B, H, L, L]
     bias = relative_bias(lengths, num_targets, timestamps, pos_bias, time_bias)
     if bias is not None:

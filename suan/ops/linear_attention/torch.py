@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from suan.ops.common.masks import valid_tokens
+from suan.ops.common.precision import at_least_fp32
 from suan.ops.linear_attention.naive import EPS, feature_map
 
 CHUNK = 16
@@ -36,13 +37,13 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_ta
     pad = n_chunks * CHUNK - L
     # [B, H, NC, C, D]; explicit sizes keep NC symbolic under export (no guards on L)
     fq_c, fk_c, v_c = (F.pad(t, (0, 0, 0, pad)).reshape(B, H, n_chunks, CHUNK, t.shape[-1])
-                       for t in (fq, fk_hist, v.float()))
+                       for t in (fq, fk_hist, at_least_fp32(v)))
     causal = torch.ones(CHUNK, CHUNK, dtype=torch.bool, device=q.device).tril()
     scores = (fq_c @ fk_c.transpose(-1, -2)) * causal  # [B, H, NC, C, C]
     S_in = _exclusive_cumsum(fk_c.transpose(-1, -2) @ v_c, dim=2)  # [B, H, NC, Dk, Dv] state entering a chunk
     z_in = _exclusive_cumsum(fk_c.sum(-2), dim=2)  # [B, H, NC, Dk]
     num = scores @ v_c + fq_c @ S_in  # [B, H, NC, C, Dv]
     den = scores.sum(-1, keepdim=True) + fq_c @ z_in.unsqueeze(-1)  # [B, H, NC, C, 1]
-    num = num.reshape(B, H, -1, num.shape[-1])[:, :, :L] + own * v.float()  # [B, H, L, Dv]
+    num = num.reshape(B, H, -1, num.shape[-1])[:, :, :L] + own * at_least_fp32(v)  # [B, H, L, Dv]
     den = den.reshape(B, H, -1, 1)[:, :, :L] + own
     return (num / (den + EPS) * valid.to(torch.float32)).to(v.dtype)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from suan.ops.common.masks import as_targets
+from suan.ops.common.precision import at_least_fp32
 
 
 def assign_clusters(k: Tensor, centroids: Tensor) -> Tensor:
@@ -19,7 +20,8 @@ def assign_clusters(k: Tensor, centroids: Tensor) -> Tensor:
     Returns:
         [B, H, L] int64 in ``0..C-1``.
     """
-    sims = torch.einsum("bhld,hcd->bhlc", F.normalize(k.float(), dim=-1), centroids.float())  # [B, H, L, C]
+    unit_k = F.normalize(at_least_fp32(k), dim=-1)
+    sims = torch.einsum("bhld,hcd->bhlc", unit_k, at_least_fp32(centroids))  # [B, H, L, C]
     return sims.argmax(dim=-1)
 
 
@@ -42,8 +44,8 @@ def update_centroids(centroids: Tensor, k: Tensor, lengths: Tensor, num_targets:
     num_targets = as_targets(num_targets, lengths)
     history = torch.arange(L, device=k.device) < (lengths - num_targets).view(B, 1)  # [B, L]
     onehot = F.one_hot(assign_clusters(k, centroids), C).float() * history.view(B, 1, L, 1)  # [B, H, L, C]
-    sums = torch.einsum("bhlc,bhld->hcd", onehot, F.normalize(k.float(), dim=-1))  # [H, C, D]
+    sums = torch.einsum("bhlc,bhld->hcd", onehot, F.normalize(at_least_fp32(k), dim=-1))  # [H, C, D]
     counts = onehot.sum(dim=(0, 2)).unsqueeze(-1)  # [H, C, 1]
     means = sums / counts.clamp(min=1.0)
-    moved = F.normalize(decay * centroids.float() + (1 - decay) * means, dim=-1)
-    return torch.where(counts > 0, moved, centroids.float()).to(centroids.dtype)
+    moved = F.normalize(decay * at_least_fp32(centroids) + (1 - decay) * means, dim=-1)
+    return torch.where(counts > 0, moved, at_least_fp32(centroids)).to(centroids.dtype)

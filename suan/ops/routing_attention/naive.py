@@ -1,4 +1,4 @@
-"""Reference: the routing pattern as a dense [B, H, L, L] mask, explicit matmul-softmax (fp32 math)."""
+"""Reference: the routing pattern as a dense [B, H, L, L] mask, explicit matmul-softmax (at least fp32 math)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference: dense span scores, selection by rank, the chosen pattern as a dense [B, H, L, L] mask (fp32)."""
+"""Reference: dense span scores, selection by rank, the chosen pattern as a dense [B, H, L, L] mask (at least fp32)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import default_scale, positions, relative_bias, valid_tokens
+from suan.ops.common.precision import at_least_fp32
 from suan.ops.common.slots import dense_attention, dense_block_means
 from suan.ops.halo_attention import halo_mask
 
@@ -54,7 +55,7 @@ def span_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targ
                    max_attn_len: int) -> Tensor:
     B, H, L, D = q.shape
     summaries = dense_block_means(k, lengths - num_targets, span)  # [B, H, nb, D]
-    scores = torch.einsum("bhld,bhcd->bhlc", q.float(), summaries) * default_scale(D)  # [B, H, L, nb]
+    scores = torch.einsum("bhld,bhcd->bhlc", at_least_fp32(q), summaries) * default_scale(D)  # [B, H, L, nb]
     mask = span_mask(scores, lengths, num_targets, span, top_k, max_attn_len)
     bias = relative_bias(lengths, num_targets, timestamps, pos_bias, time_bias)
     out = dense_attention(q, k, v, mask, None if bias is None else bias.unsqueeze(1))  # [B, H, L, D]

@@ -1,4 +1,4 @@
-"""Reference: the sparse pattern as a dense [B, L, L] mask, explicit matmul-softmax (fp32 math)."""
+"""Reference: the sparse pattern as a dense [B, L, L] mask, explicit matmul-softmax (at least fp32 math)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import attention_mask, default_scale, positions, relative_bias, valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 
 def sparse_attention_mask(lengths: Tensor, num_targets: Tensor, seq_len: int, local_window: int, dilation: int,
@@ -36,11 +37,11 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_ta
                      max_attn_len: int) -> Tensor:
     B, H, L, D = q.shape
     dtype = q.dtype
-    q, k, v = q.float(), k.float(), v.float()
+    q, k, v = at_least_fp32(q), at_least_fp32(k), at_least_fp32(v)
     scores = torch.einsum("bhid,bhjd->bhij", q, k) * default_scale(D)  # [B, H, L, L]
     bias = relative_bias(lengths, num_targets, timestamps, pos_bias, time_bias)
     if bias is not None:
-        scores = scores + bias.float().unsqueeze(1)
+        scores = scores + at_least_fp32(bias).unsqueeze(1)
     mask = sparse_attention_mask(lengths, num_targets, L, local_window, dilation, max_attn_len).unsqueeze(1)
     probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)  # [B, H, L, L]
     out = torch.einsum("bhij,bhjd->bhid", probs, v)  # [B, H, L, D]

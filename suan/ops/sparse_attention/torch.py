@@ -11,6 +11,7 @@ from torch import Tensor
 
 from suan.ops.common.backend import tracing
 from suan.ops.common.masks import default_scale, log_time_bucket, lookup, positions, valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 # gathered elements ([B, H, chunk, K, D]) per query chunk in eager mode: a few MB are served again and again
 # from the allocator's heap, while one whole-sequence gather spends most of its time faulting in fresh pages
@@ -77,7 +78,7 @@ def _attend(q: Tensor, key: Tensor, valid: Tensor, t_query: Tensor, k_rows: Tens
     flat = (key.unsqueeze(1) + row).reshape(-1)  # [B·H·n·K]
     k_g = k_rows.index_select(0, flat).view(B, H, n, K, D)
     v_g = v_rows.index_select(0, flat).view(B, H, n, K, D)
-    scores = torch.matmul(q.unsqueeze(-2), k_g.transpose(-1, -2)).squeeze(-2).float()  # [B, H, n, K]
+    scores = at_least_fp32(torch.matmul(q.unsqueeze(-2), k_g.transpose(-1, -2)).squeeze(-2))  # [B, H, n, K]
     scores = scores * default_scale(D)
     if slot_bias is not None:
         scores = scores + slot_bias  # [K] over the last dim
@@ -85,7 +86,7 @@ def _attend(q: Tensor, key: Tensor, valid: Tensor, t_query: Tensor, k_rows: Tens
         batch_row = (torch.arange(B, device=q.device) * seq_len).view(B, 1, 1)  # [B, 1, 1]
         t_key = t_rows.index_select(0, (key + batch_row).reshape(-1)).view(B, n, K)
         bucket = log_time_bucket(t_query.unsqueeze(-1) - t_key)  # [B, n, K]
-        scores = scores + lookup(time_bias, bucket).float().unsqueeze(1)
+        scores = scores + at_least_fp32(lookup(time_bias, bucket)).unsqueeze(1)
     # slot 0 (self) is always valid, so no row is all -inf
     probs = torch.softmax(scores.masked_fill(~valid.unsqueeze(1), float("-inf")), dim=-1).to(v_g.dtype)
     return torch.matmul(probs.unsqueeze(-2), v_g).squeeze(-2)  # [B, H, n, D]
@@ -100,7 +101,7 @@ def sparse_attention(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_ta
     offsets = sparse_offsets(L, local_window, dilation, q.device)  # [K]
     key, valid = _key_index(lengths, num_targets, offsets, L, max_attn_len)  # [B, L, K]
     # the position gap of slot d is d itself, for history queries and candidates alike
-    slot_bias = None if pos_bias is None else lookup(pos_bias, offsets.clamp(max=pos_bias.shape[0] - 1)).float()
+    slot_bias = None if pos_bias is None else at_least_fp32(lookup(pos_bias, offsets.clamp(max=pos_bias.shape[0] - 1)))
     k_rows, v_rows = k.reshape(B * H * L, D), v.reshape(B * H * L, D)
     t_rows = timestamps.reshape(-1)  # [B·L]
     shared = dict(k_rows=k_rows, v_rows=v_rows, t_rows=t_rows, slot_bias=slot_bias, time_bias=time_bias, seq_len=L)

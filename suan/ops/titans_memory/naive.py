@@ -6,15 +6,16 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import attention_mask, positions, valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 
 def titans_memory(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targets: Tensor, lr: Tensor,
                   init: Tensor, log_decay: Tensor, log_ratio: Tensor, max_attn_len: int) -> Tensor:
     B, H, L, D = q.shape
     dtype = q.dtype
-    q, k, v, lr, init = q.float(), k.float(), v.float(), lr.float(), init.float()
-    alpha = log_decay.float().exp().view(1, 1, H, 1, 1)
-    eta = alpha * log_ratio.float().exp().view(1, 1, H, 1, 1)
+    q, k, v, lr, init = at_least_fp32(q), at_least_fp32(k), at_least_fp32(v), at_least_fp32(lr), at_least_fp32(init)
+    alpha = at_least_fp32(log_decay).exp().view(1, 1, H, 1, 1)
+    eta = alpha * at_least_fp32(log_ratio).exp().view(1, 1, H, 1, 1)
     # the update each token would write: theta_s (v_s - init k_s) k_s^T
     error = v - torch.einsum("hde,bhse->bhsd", init, k)  # [B, H, L, D]
     writes = lr.unsqueeze(-1).unsqueeze(-1) * error.unsqueeze(-1) * k.unsqueeze(-2)  # [B, H, L, D, D]

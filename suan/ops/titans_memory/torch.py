@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from suan.ops.common.masks import attention_mask, positions, valid_tokens
+from suan.ops.common.precision import at_least_fp32
 
 
 def gap_kernel(log_decay: Tensor, log_ratio: Tensor, seq_len: int) -> Tensor:
@@ -21,8 +22,8 @@ def gap_kernel(log_decay: Tensor, log_ratio: Tensor, seq_len: int) -> Tensor:
         [H, L] fp32.
     """
     g = torch.arange(seq_len, device=log_decay.device, dtype=torch.float32)  # [L]
-    ratio_powers = torch.exp(g * log_ratio.float().unsqueeze(-1))  # [H, L] rho^r
-    return torch.exp(g * log_decay.float().unsqueeze(-1)) * ratio_powers.cumsum(dim=-1)
+    ratio_powers = torch.exp(g * at_least_fp32(log_ratio).unsqueeze(-1))  # [H, L] rho^r
+    return torch.exp(g * at_least_fp32(log_decay).unsqueeze(-1)) * ratio_powers.cumsum(dim=-1)
 
 
 def titans_memory(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targets: Tensor, lr: Tensor,
@@ -33,10 +34,10 @@ def titans_memory(q: Tensor, k: Tensor, v: Tensor, *, lengths: Tensor, num_targe
     kernel = gap_kernel(log_decay, log_ratio, L)  # [H, L]
     weight = kernel.index_select(1, gap.reshape(-1)).view(H, B, L, L).transpose(0, 1)  # [B, H, L, L]
     mask = attention_mask(lengths, num_targets, L, max_attn_len).unsqueeze(1)  # [B, 1, L, L]
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * weight * lr.float().unsqueeze(2)  # [B, H, L, L]
+    scores = at_least_fp32(q @ k.transpose(-1, -2)) * weight * at_least_fp32(lr).unsqueeze(2)  # [B, H, L, L]
     scores = scores * mask.to(scores.dtype)
     error = v - torch.einsum("hde,bhse->bhsd", init.to(k.dtype), k)  # [B, H, L, D]
-    decayed = torch.exp((pos + 1).unsqueeze(1).float() * log_decay.float().view(1, H, 1))  # [B, H, L]
+    decayed = torch.exp((pos + 1).unsqueeze(1).float() * at_least_fp32(log_decay).view(1, H, 1))  # [B, H, L]
     initial = torch.einsum("hde,bhle->bhld", init.to(q.dtype), q) * decayed.unsqueeze(-1).to(q.dtype)
     out = torch.matmul(scores.to(error.dtype), error) + initial  # [B, H, L, D]
     return out * valid_tokens(lengths, L).view(B, 1, L, 1).to(out.dtype)

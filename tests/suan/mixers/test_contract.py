@@ -250,3 +250,54 @@ def test_recurrent_registration_needs_the_protocol():
     with pytest.raises(TypeError, match="lacks"):
         register("_no_recurrent_form", Mixer, "a mixer without init_state/step/score_candidates", recurrent=True)
     assert "_no_recurrent_form" not in MIXERS
+
+
+# float64 end to end: the same math in another order agrees to rounding, not to fp32's 1e-5. Fails where an op
+# rounds a float64 input to float32 on the way (``.float()``), which would hide a real 1e-6 discrepancy.
+ATOL_F64 = 1e-10
+RTOL_F64 = 1e-9
+
+
+def _as_f64(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {**batch, "x": batch["x"].double()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_in_float64_out_and_backends_agree_to_rounding(name):
+    batch = _as_f64(_batch(LENGTHS, TARGETS, SEQ_LEN, seed=6))
+    grad_out = torch.randn(len(LENGTHS), SEQ_LEN, D_MODEL, generator=torch.Generator().manual_seed(7)).double()
+    ref_out, ref_dx, ref_grads = _outputs_and_grads(_build(name, "naive").double(), batch, grad_out)
+    out, dx, grads = _outputs_and_grads(_build(name, "torch").double(), batch, grad_out)
+    assert out.dtype == ref_out.dtype == dx.dtype == torch.float64
+    torch.testing.assert_close(out, ref_out, atol=ATOL_F64, rtol=RTOL_F64)
+    torch.testing.assert_close(dx, ref_dx, atol=ATOL_F64, rtol=RTOL_F64, msg="input gradient")
+    for pname, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[pname], atol=ATOL_F64, rtol=RTOL_F64, msg=pname)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float64_padded_batch_equals_each_sequence_alone_to_rounding(name):
+    mixer = _build(name).double()
+    batch = _as_f64(_batch(LENGTHS, TARGETS, SEQ_LEN, seed=1))
+    with torch.no_grad():
+        out = _run(mixer, batch)
+        for b, n in enumerate(LENGTHS):
+            if n:
+                alone = _run(mixer, _slice(batch, b, n))  # [1, n, D]
+                torch.testing.assert_close(out[b, :n], alone[0], atol=ATOL_F64, rtol=RTOL_F64, msg=f"row {b}")
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_float64_incremental_equals_full_recompute_to_rounding(name):
+    mixer = _build(name).double()
+    n_hist, n_cand, rows = 6, 3, 2
+    batch = _as_f64(_batch([n_hist + n_cand] * rows, [n_cand] * rows, n_hist + n_cand, seed=9))
+    x, ts = batch["x"], batch["timestamps"]
+    with torch.no_grad():
+        full = _run(mixer, batch)
+        state = mixer.init_state(rows)
+        for t in range(n_hist):
+            y, state = mixer.step(x[:, t], ts[:, t], state)
+            torch.testing.assert_close(y, full[:, t], atol=ATOL_F64, rtol=RTOL_F64, msg=f"history token {t}")
+        cands = mixer.score_candidates(x[:, n_hist:], ts[:, n_hist:], state)
+        torch.testing.assert_close(cands, full[:, n_hist:], atol=ATOL_F64, rtol=RTOL_F64, msg="candidates")
