@@ -93,6 +93,21 @@ def test_incremental_scores_equal_full_recompute(fmap, mixer, n_hist):
     assert _state_shapes(state) == _state_shapes(inc.init_state(3)), "the state grew with the history"
 
 
+@pytest.mark.parametrize("mixer", O1_MIXERS)
+def test_float64_incremental_scores_equal_full_recompute_to_rounding(fmap, mixer):
+    # in float64 the two summation orders agree to ~1e-12: a bound 1e5 tighter than fp32's, which an op that
+    # rounds to float32 on the way (or a behaviour counted twice) breaks
+    model = _model(fmap, mixer).double()
+    inc = IncrementalCTR(model)
+    batch = _batch(fmap, rows=3, n_hist=13, n_cand=4)
+    batch["dense"] = batch["dense"].double()
+    with torch.no_grad():
+        full = model(batch)  # [B, C]
+        got = inc.score(_replay(inc, batch, 13), batch)
+    assert got.dtype == full.dtype == torch.float64
+    torch.testing.assert_close(got, full, atol=1e-9 * max(1.0, float(full.abs().max())), rtol=1e-9)
+
+
 @pytest.mark.parametrize(("arch", "options"), [("bst", {}), ("hstu", {}),
                                                ("suan", dict(wiring="authors", candidate_in_head=True)),
                                                ("suan", dict(wiring="authors", candidate_in_head=True, pool_history=True)),
