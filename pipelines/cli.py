@@ -24,6 +24,7 @@ from pipelines.args import (
     TrainArgs,
     TuneArgs,
 )
+from pipelines.errors import IncompleteWork
 from pipelines.typed_cli import Command, build_parser, config_from_args
 from suan.utils.config import ConfigError
 
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError, ModelFolderError) as exc:
         print(f"suan: error: {exc}", file=sys.stderr)
         return 2
+    except IncompleteWork as exc:  # the finished units are kept; a script or a job array must still see it
+        print(f"suan: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # a full disk, a read-only folder: one line naming the path, not a trace
         where = f" {exc.filename}" if exc.filename else ""
         print(f"suan: error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``suan scale sweep``: grades x lengths x data fractions x learning rates x seeds, each trained by the normal pipeline.
 
 Resumable: finished points are skipped, a failed point is recorded with its error and the sweep
-goes on; every point is merged into ``manifest.json`` as it finishes (atomically, under a file lock, into
+goes on, then ends with :class:`IncompleteWork` naming the failed points (exit status 1); every point is merged into ``manifest.json`` as it finishes (atomically, under a file lock, into
 the file as it is then: several workers and studies share one folder without dropping each other's
 points, and ``suan scale fit`` can follow a sweep while it runs). All runs log to one MLflow
 experiment (the sweep folder's name) with grade / fraction / seed as parameters and tags.
@@ -24,7 +24,9 @@ import numpy as np
 import optuna
 import torch
 
+from features.errors import DataError
 from pipelines.args import SweepArgs, TrainArgs
+from pipelines.errors import IncompleteWork
 from pipelines.mfu import matmul_peak, mfu
 from pipelines.tracking import sqlite_lock
 from pipelines.train import run_train
@@ -102,17 +104,17 @@ def _report(k: int, total: int, entry: dict) -> None:
 
 
 def run_sweep(args: SweepArgs) -> dict:
-    """Train every missing point of the grid; returns the manifest."""
+    """Train every missing point of the grid; returns the manifest (raises :class:`IncompleteWork` after the
+    other points when some failed)."""
+    _check_data(Path(args.data))
     sweep = Path(args.out)
     sweep.mkdir(parents=True, exist_ok=True)
     # this machine's measured matmul peak, with the training runs' thread count: the denominator of MFU
     peak = load_manifest(sweep).get("peak_flops") or matmul_peak(device="cuda" if torch.cuda.is_available() else "cpu")
     manifest = merge_points(sweep, [], config=args.to_dict(), peak_flops=peak)
     if args.storage:
-        return _shared_sweep(args, sweep, peak)
-    lrs = args.lrs or (0.0,)  # 0: the sweep's one lr, not an axis
-    grid = [(g, n, f, r, s) for g in args.grades for n in args.seq_lens for f in args.data_fractions for r in lrs
-            for s in args.seeds]
+        return _all_done(args, _shared_sweep(args, sweep, peak))
+    grid = _grid(args)
     for k, (grade, seq_len, fraction, lr, seed) in enumerate(grid, start=1):
         name = point_name(grade, fraction, seed, seq_len, lr)
         if manifest["points"].get(name, {}).get("status") == "done":
@@ -120,6 +122,32 @@ def run_sweep(args: SweepArgs) -> dict:
         entry = run_point(args, sweep, grade, fraction, seed, peak, seq_len=seq_len, lr=lr)
         manifest = merge_points(sweep, [entry])
         _report(k, len(grid), entry)
+    return _all_done(args, manifest)
+
+
+def _grid(args: SweepArgs) -> list[tuple[int, int, float, float, int]]:
+    """Every (grade, seq_len, fraction, lr, seed) point of the sweep; lr 0: the sweep's one lr, not an axis."""
+    return [(g, n, f, r, s) for g in args.grades for n in args.seq_lens for f in args.data_fractions
+            for r in args.lrs or (0.0,) for s in args.seeds]
+
+
+def _check_data(data: Path) -> None:
+    """A missing or unprepared data folder fails the sweep at once, not each of its points in turn."""
+    if not (data / "feature_map.json").is_file():
+        raise DataError(data / "feature_map.json", None, None,
+                        "not a prepared data folder (no feature_map.json): make one with `suan data prepare`")
+
+
+def _all_done(args: SweepArgs, manifest: dict) -> dict:
+    """The manifest, unless a point of this sweep's grid failed: then :class:`IncompleteWork` naming them. (A
+    point another worker of a shared sweep is still training is not a failure: that worker reports it.)"""
+    names = [point_name(g, f, s, n, r) for g, n, f, r, s in _grid(args)]
+    failed = [name for name in names if manifest["points"].get(name, {}).get("status") == "failed"]
+    if failed:
+        errors = "; ".join(f"{name}: {manifest['points'][name].get('error', '?')}" for name in failed[:3])
+        raise IncompleteWork(f"{len(failed)} of {len(names)} sweep points failed ({errors}"
+                             f"{'; …' if len(failed) > 3 else ''}); the others are in "
+                             f"{Path(args.out) / 'manifest.json'}; run the same command again to retry the failed")
     return manifest
 
 

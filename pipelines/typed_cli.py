@@ -116,9 +116,22 @@ def _load_partial(path: Path) -> dict[str, Any]:
     return data
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that takes a list opening with a negative number as a value: ``--grades -2,-1,0``.
+
+    argparse reads a word that starts with "-" as an option unless it looks like one negative number;
+    no option of ours looks like a number, so a comma list of numbers is a value too. Subparsers are built
+    with the parent's class, so every command gets this.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d*\.?\d+(,-?\d*\.?\d+)*$")
+
+
 def build_parser(prog: str, tree: dict[str, Any], description: str) -> argparse.ArgumentParser:
     """Parser for a tree of ``{name: Command | {name: Command, ...}}``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = _Parser(prog=prog, description=description)
     _add_level(parser, tree, prog)
     return parser
 

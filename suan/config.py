@@ -53,6 +53,10 @@ class Grade:
 
 
 GRADES: dict[int, Grade] = {
+    # narrower than grade 0 (grade 0's depth, heads, L and head): cheap points below grade 0 for a size law on a
+    # small machine (the demo, the synthetic sweep); not models to deploy
+    -2: Grade(num_layers=1, embed_dim=4, num_heads=1, seq_len=20, head_widths=(64, 32)),
+    -1: Grade(num_layers=1, embed_dim=8, num_heads=1, seq_len=20, head_widths=(64, 32)),
     0: Grade(num_layers=1, embed_dim=16, num_heads=1, seq_len=20, head_widths=(64, 32)),
     1: Grade(num_layers=1, embed_dim=32, num_heads=2, seq_len=50, head_widths=(128, 64)),
     2: Grade(num_layers=2, embed_dim=32, num_heads=2, seq_len=50, head_widths=(256, 128)),
@@ -70,7 +74,7 @@ class ModelConfig(Config):
 
     Args:
         arch: ``suan`` | ``lightsuan`` | ``dnn`` | ``din`` | ``bst`` | ``hstu``.
-        grade: the grade the sizes came from (-1 = custom).
+        grade: the row of :data:`GRADES` the sizes came from.
         num_layers: stacked blocks.
         d_model: D, the behaviour-token width.
         num_heads: H.
@@ -218,7 +222,7 @@ class ModelConfig(Config):
         require(self.arch in ARCHS, f"arch must be one of {ARCHS}")
         require(self.num_layers >= 1 and self.seq_len >= 1, "num_layers and seq_len must be >= 1")
         require(self.d_model % self.num_heads == 0, "d_model must divide by num_heads")
-        require(self.d_model >= 8, "d_model must be >= 8")
+        require(self.d_model >= 4, "d_model must be >= 4")
         require(self.backend in BACKENDS, f"backend must be one of {BACKENDS}")
         require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         require(0 < self.negative_sampling_rate <= 1, "negative_sampling_rate must be in (0, 1]")

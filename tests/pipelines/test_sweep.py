@@ -8,8 +8,17 @@ import pytest
 
 import pipelines.sweep
 from pipelines.args import SweepArgs
+from pipelines.cli import main
+from pipelines.errors import IncompleteWork
 from pipelines.sweep import run_sweep, selected_alike
 from scaling.manifest import load_manifest, merge_points
+
+
+def _data(tmp_path: Path) -> str:
+    """A folder that passes the sweep's up-front data check, for tests that replace the training."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "feature_map.json").write_text("{}")
+    return str(tmp_path / "data")
 
 
 @pytest.mark.integration
@@ -24,7 +33,10 @@ def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monke
         return real(train_args)
 
     monkeypatch.setattr(pipelines.sweep, "run_train", flaky)
-    manifest = run_sweep(args)
+    # the other points run, then the sweep fails naming the failed one (a script must not read it as complete)
+    with pytest.raises(IncompleteWork, match=r"1 of 2 sweep points failed \(g0-f0.3-s0: RuntimeError: disk full"):
+        run_sweep(args)
+    manifest = load_manifest(tmp_path / "sweep")
     points = manifest["points"]
     assert points["g0-f0.3-s0"]["status"] == "failed" and "disk full" in points["g0-f0.3-s0"]["error"]
     assert points["g0-f1-s0"]["status"] == "done"
@@ -46,7 +58,7 @@ def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monke
 
 
 def test_sweep_passes_its_training_options_to_every_point(tmp_path, monkeypatch):
-    args = SweepArgs(data="unused", out=str(tmp_path / "sweep"), grades=(0, 1), data_fractions=(0.5,),
+    args = SweepArgs(data=_data(tmp_path), out=str(tmp_path / "sweep"), grades=(0, 1), data_fractions=(0.5,),
                      seq_lens=(0, 40), eval_fraction=0.2, bucket_by_length=True, lr=2e-3)
     calls = []
     monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
@@ -82,7 +94,7 @@ def test_a_run_selected_on_auc_stands_for_a_logloss_point_only_when_it_ran_alike
 
 
 def test_a_learning_rate_axis_trains_each_rate_in_its_own_run(tmp_path, monkeypatch):
-    args = SweepArgs(data="unused", out=str(tmp_path / "sweep"), grades=(1,), data_fractions=(1.0,), lrs=(3e-4, 3e-3))
+    args = SweepArgs(data=_data(tmp_path), out=str(tmp_path / "sweep"), grades=(1,), data_fractions=(1.0,), lrs=(3e-4, 3e-3))
     calls = []
     monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
     manifest = run_sweep(args)
@@ -100,7 +112,7 @@ def test_a_point_another_worker_writes_meanwhile_is_kept(tmp_path, monkeypatch, 
     # two workers (or two studies, e.g. a size axis and a data axis) share one folder: each used to write back
     # the manifest it loaded at its start, dropping the points the other had written since
     sweep = tmp_path / "sweep"
-    args = SweepArgs(data="unused", out=str(sweep), grades=(1,), data_fractions=(1.0,), seeds=(0, 1),
+    args = SweepArgs(data=_data(tmp_path), out=str(sweep), grades=(1,), data_fractions=(1.0,), seeds=(0, 1),
                      storage=f"sqlite:///{tmp_path / 'sweep.db'}" if storage else "")
 
     def train(a):  # while this worker trains, another one finishes grade 9
@@ -118,7 +130,7 @@ def test_a_point_another_worker_is_training_is_not_trained_twice(tmp_path, monke
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'sweep.db'}"
-    args = SweepArgs(data="unused", out=str(tmp_path / "sweep"), grades=(1,), data_fractions=(1.0,), seeds=(0, 1),
+    args = SweepArgs(data=_data(tmp_path), out=str(tmp_path / "sweep"), grades=(1,), data_fractions=(1.0,), seeds=(0, 1),
                      storage=storage)
     space = {"grade": [1], "seq_len": [0], "fraction": [1.0], "lr": [0.0], "seed": [0, 1]}
     other = optuna.create_study(study_name="sweep", storage=storage, sampler=optuna.samplers.GridSampler(space))
@@ -140,7 +152,7 @@ def test_the_retry_of_a_dead_workers_point_resumes_its_checkpoint(tmp_path, monk
 
     storage = f"sqlite:///{tmp_path / 'sweep.db'}"
     sweep = tmp_path / "sweep"
-    args = SweepArgs(data="unused", out=str(sweep), grades=(1,), data_fractions=(1.0,), seeds=(0,), storage=storage)
+    args = SweepArgs(data=_data(tmp_path), out=str(sweep), grades=(1,), data_fractions=(1.0,), seeds=(0,), storage=storage)
     space = {"grade": [1], "seq_len": [0], "fraction": [1.0], "lr": [0.0], "seed": [0]}
     # the dead worker's own sampler is not stored with the study (a grid sampler would stop it on tell)
     other = optuna.create_study(study_name="sweep", storage=storage, sampler=optuna.samplers.RandomSampler())
@@ -196,3 +208,30 @@ def test_two_workers_share_one_sweep_through_optuna_storage(tiny_synthetic, tmp_
     points = load_manifest(tmp_path / "sweep")["points"]
     assert sorted(points) == ["g0-f0.5-s0", "g0-f0.5-s1", "g0-f1-s0", "g0-f1-s1"]
     assert all(p["status"] == "done" and p["metrics"]["train_samples"] > 0 for p in points.values())
+
+
+def test_a_sweep_over_a_missing_data_folder_fails_at_once_naming_it(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
+    out = tmp_path / "sweep"
+    assert main(["scale", "sweep", "--data", str(tmp_path / "nowhere"), "--out", str(out), "--grades", "0,1"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere/feature_map.json" in err and "suan data prepare" in err
+    assert calls == [] and not out.exists()
+
+
+def test_a_sweep_with_a_failed_point_exits_1_and_negative_grades_parse(tmp_path, monkeypatch, capsys):
+    def train(a):
+        if a.grade == -1:
+            raise RuntimeError("out of memory")
+        return {"test_auc": 0.5, "valid_logloss": 0.6}
+
+    monkeypatch.setattr(pipelines.sweep, "run_train", train)
+    out = tmp_path / "sweep"
+    # a list opening with a negative grade is a value, not an option
+    assert main(["scale", "sweep", "--data", _data(tmp_path), "--out", str(out), "--grades", "-2,-1,0"]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 6 sweep points failed (g-1-f0.25-s0: RuntimeError: out of memory; g-1-f1-s0" in err
+    points = load_manifest(out)["points"]
+    assert sorted(n for n, p in points.items() if p["status"] == "done") == [
+        "g-2-f0.25-s0", "g-2-f1-s0", "g0-f0.25-s0", "g0-f1-s0"]

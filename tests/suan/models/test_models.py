@@ -25,7 +25,7 @@ def fmap(tiny_synthetic) -> FeatureMap:
     return FeatureMap.load(tiny_synthetic / "data" / "feature_map.json")
 
 
-@pytest.mark.parametrize("grade", [0, 1, 2, 3])
+@pytest.mark.parametrize("grade", [-2, 0, 1, 2, 3])
 def test_suan_counts_from_config_equal_real_counts(fmap, grade):
     cfg = ModelConfig.from_grade("suan", grade, backend="naive")
     model = build_model(cfg, fmap)
