@@ -26,7 +26,8 @@ from suan.utils.metrics import auc_standard_error
 def run_demo(args: DemoArgs) -> dict:
     out = Path(args.out)
     print(f"[1/6] generating synthetic events → {out / 'synthetic'}")
-    summary = generate(SynthConfig(users=args.users, events_per_user=args.events_per_user, seed=args.seed),
+    summary = generate(SynthConfig(users=args.users, events_per_user=args.events_per_user, seed=args.seed,
+                                   difficulty=args.difficulty),
                        out / "synthetic")
     print(f"      {summary['events']:,} events, {summary['users']:,} users, click rate {summary['click_rate']:.3f}")
     print(f"[2/6] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
@@ -42,7 +43,8 @@ def run_demo(args: DemoArgs) -> dict:
     if "suan" in results:
         outcome["attention"] = _analyze(out)
     if args.sweep_grades:
-        print(f"[4/6] mini scaling sweep: grades {list(args.sweep_grades)} x fractions {list(args.sweep_fractions)}")
+        size = f"grades {list(args.sweep_grades)} on all the data (size law), " if len(args.sweep_grades) > 1 else ""
+        print(f"[4/6] mini scaling sweep: {size}grade {args.grade} on fractions {list(args.sweep_fractions)} (data law)")
         outcome["scaling"] = _mini_sweep(args, out, results.get("suan"))
     if args.distill:
         print("[5/6] online distillation: SUAN teacher → LightSUAN student")
@@ -95,11 +97,13 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
     sweep = out / "sweep"
     shutil.rmtree(sweep, ignore_errors=True)
     sweep.mkdir(parents=True)
+    # L-shaped: the size axis at all the data, the data axis at the demo's grade (they share its full-data point)
     sweep_args = SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades, seeds=(args.seed,),
-                           data_fractions=args.sweep_fractions, max_epochs=args.epochs, batch_size=args.batch_size,
+                           data_fractions=(1.0,), max_epochs=args.epochs, batch_size=args.batch_size,
                            mlflow_uri=_mlflow_uri(out))
+    data_axis = sweep_args.replace(grades=(args.grade,), data_fractions=args.sweep_fractions)
     trained = out / "runs" / "suan"
-    if (suan is not None and args.grade in args.sweep_grades and 1.0 in args.sweep_fractions
+    if (suan is not None and (args.grade in args.sweep_grades or 1.0 in args.sweep_fractions)
             and selected_alike(json.loads((trained / "curve.json").read_text()),
                                TrainArgs.load(trained / "train_config.yaml").select_on,
                                sweep_args.select_on)):
@@ -111,6 +115,7 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
         entry["wall_s"] = suan["wall_s"]
         save_manifest(sweep, {"points": {entry_name(entry): entry}, "peak_flops": peak})
     run_sweep(sweep_args)
+    run_sweep(data_axis)  # its full-data point is done by now when the demo's grade is on the size axis
     result = fit_sweep(sweep, n_bootstrap=100)
     for name, fit in result["per_axis"].items():
         if "coefficients" in fit or "have 1 values" not in fit.get("skipped", ""):  # axes the sweep varied

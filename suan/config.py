@@ -53,10 +53,11 @@ class Grade:
 
 
 GRADES: dict[int, Grade] = {
-    # narrower than grade 0 (grade 0's depth, heads, L and head): cheap points below grade 0 for a size law on a
-    # small machine (the demo, the synthetic sweep); not models to deploy
-    -2: Grade(num_layers=1, embed_dim=4, num_heads=1, seq_len=20, head_widths=(64, 32)),
-    -1: Grade(num_layers=1, embed_dim=8, num_heads=1, seq_len=20, head_widths=(64, 32)),
+    # grade 0 narrower (its depth, heads, L and head; widths ~1.6x apart, so encoder parameters ~2.5x apart):
+    # cheap points below grade 0 for a size law on a small machine (the demo, the synthetic sweep)
+    -3: Grade(num_layers=1, embed_dim=4, num_heads=1, seq_len=20, head_widths=(64, 32)),
+    -2: Grade(num_layers=1, embed_dim=6, num_heads=1, seq_len=20, head_widths=(64, 32)),
+    -1: Grade(num_layers=1, embed_dim=10, num_heads=1, seq_len=20, head_widths=(64, 32)),
     0: Grade(num_layers=1, embed_dim=16, num_heads=1, seq_len=20, head_widths=(64, 32)),
     1: Grade(num_layers=1, embed_dim=32, num_heads=2, seq_len=50, head_widths=(128, 64)),
     2: Grade(num_layers=2, embed_dim=32, num_heads=2, seq_len=50, head_widths=(256, 128)),

@@ -11,7 +11,7 @@ from pipelines.demo import run_demo
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     result = run_demo(DemoArgs(out=str(tmp_path / "demo"), users=150, events_per_user=20, models=("suan", "dnn"),
-                               grade=0, epochs=1, sweep_grades=(0, 1, 2, 3), sweep_fractions=(0.5, 1.0),
+                               grade=0, epochs=1, sweep_grades=(-3, -1, 0), sweep_fractions=(0.5, 1.0),
                                batch_size=128))  # ~15 steps an epoch on these ~2,000 rows (2 at the default 1024)
     out = capsys.readouterr().out
     assert "oracle" in out and "suan" in out and "dnn" in out and "popul." in out and "Hanley-McNeil" in out
@@ -26,7 +26,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert result["models"]["suan"]["test_auc"] > result["popularity"]["test"]
     assert (tmp_path / "demo" / "mlflow" / "mlflow.db").exists()
     assert (tmp_path / "demo" / "runs" / "suan" / "model" / "model.pt").exists()
-    assert (tmp_path / "demo" / "sweep" / "report.md").exists() and len(result["scaling"]["points"]) == 8
+    # L-shaped: grades -3, -1, 0 on all the rows, grade 0 on half of them (the full-data grade-0 point is shared)
+    assert (tmp_path / "demo" / "sweep" / "report.md").exists()
+    assert sorted((p["grade"], p["fraction"]) for p in result["scaling"]["points"]) == [
+        (-3, 1.0), (-1, 1.0), (0, 0.5), (0, 1.0)]
     assert {"test_auc", "test_teacher_auc"} <= set(result["distill"])
     assert (tmp_path / "demo" / "distill" / "model" / "model_config.json").read_text().count("lightsuan") == 1
     served = result["serving"]
