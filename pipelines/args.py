@@ -46,8 +46,8 @@ class DemoArgs(Config):
             leads every baseline by more than one test AUC's precision, but models train to the epoch budget
             and the demo takes ~11.5 minutes on 2 cores instead of ~7. Default: 0.
         sweep_grades: the mini scaling sweep's size axis, each grade trained on all the data (four or more fit a
-            size law; empty = skip the sweep). ``-3,-2,-1,0`` with ``--difficulty 2`` shows one, about 4 more
-            minutes on 2 cores than the 10 the demo is kept to. Default: 0.
+            size law; empty = skip the sweep). ``-3,-2,-1,0`` adds about 4 minutes on 2 cores and, measured on
+            one seed at difficulty 1 and 2, gives a step, not yet a law (docs/RESULTS.md). Default: 0.
         sweep_fractions: its data axis, shares of the training rows at ``grade`` (four or more fit a data-size
             law). Default: 0.125,0.25,0.5,1.0.
         distill: run the distillation stage. Default: True.

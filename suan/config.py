@@ -54,7 +54,7 @@ class Grade:
 
 GRADES: dict[int, Grade] = {
     # grade 0 narrower (its depth, heads, L and head; widths ~1.6x apart, so encoder parameters ~2.5x apart):
-    # cheap points below grade 0 for a size law on a small machine (the demo, the synthetic sweep)
+    # smaller points below grade 0 for size axes (on a CPU they train nearly as long as grade 0: per-batch costs)
     -3: Grade(num_layers=1, embed_dim=4, num_heads=1, seq_len=20, head_widths=(64, 32)),
     -2: Grade(num_layers=1, embed_dim=6, num_heads=1, seq_len=20, head_widths=(64, 32)),
     -1: Grade(num_layers=1, embed_dim=10, num_heads=1, seq_len=20, head_widths=(64, 32)),
