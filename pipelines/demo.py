@@ -3,8 +3,8 @@
 Stages: generate the synthetic log and prepare it under the time-split protocol; train SUAN and
 baselines with the same data path and loop and compare them with the oracle (Bayes) AUC; an attention
 analysis of the trained SUAN (sinks, position bias, candidate attention: ``suan analyze``); a mini
-scaling sweep (grades x data fractions) with its power-law fit and plot; online distillation of a
-SUAN teacher into a small LightSUAN; ONNX export of the student (parity-gated, registered in the
+scaling sweep (grades x data fractions) with its power-law fit and plot; distillation of the compared
+SUAN (offline, by default) or of a SUAN one grade up trained alongside (online) into a LightSUAN; ONNX export of the student (parity-gated, registered in the
 MLflow model registry), then the real scoring service on 127.0.0.1 scores a sample request and stops.
 Every run is tracked in an MLflow store under the demo folder.
 """
@@ -47,7 +47,7 @@ def run_demo(args: DemoArgs) -> dict:
         print(f"[4/6] mini scaling sweep: {size}grade {args.grade} on fractions {list(args.sweep_fractions)} (data law)")
         outcome["scaling"] = _mini_sweep(args, out, results.get("suan"))
     if args.distill:
-        print("[5/6] online distillation: SUAN teacher → LightSUAN student")
+        print(f"[5/6] {args.distill_mode} distillation: SUAN teacher → LightSUAN student")
         outcome["distill"] = _distill(args, out)
         print("[6/6] export the student to ONNX, register it, serve it on 127.0.0.1 and score a request")
         outcome["serving"] = _export_and_serve(out)
@@ -145,12 +145,16 @@ def _distill(args: DemoArgs, out: Path) -> dict:
 
     run = out / "distill"
     shutil.rmtree(run, ignore_errors=True)
-    metrics = run_distill(DistillArgs(data=str(out / "data"), out=str(run), teacher_grade=args.grade + 1,
-                                      student_grade=args.grade, max_epochs=args.distill_epochs, seed=args.seed,
-                                      batch_size=args.batch_size,
+    # offline: the comparison's SUAN run is the teacher (frozen; the costliest model is not trained again)
+    offline = args.distill_mode == "offline"
+    teacher_grade = args.grade if offline else args.grade + 1
+    metrics = run_distill(DistillArgs(data=str(out / "data"), out=str(run), mode=args.distill_mode,
+                                      teacher_run=str(out / "runs" / "suan") if offline else "",
+                                      teacher_grade=teacher_grade, student_grade=args.grade,
+                                      max_epochs=args.distill_epochs, seed=args.seed, batch_size=args.batch_size,
                                       progress=False, mlflow_uri=_mlflow_uri(out), experiment="demo"))
     print(f"      student LightSUAN g{args.grade}: test AUC {metrics['test_auc']:.4f}   "
-          f"teacher SUAN g{args.grade + 1}: test AUC {metrics['test_teacher_auc']:.4f}   student model: {run / 'model'}")
+          f"teacher SUAN g{teacher_grade}: test AUC {metrics['test_teacher_auc']:.4f}   student model: {run / 'model'}")
     return metrics
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.args import DemoArgs
 from pipelines.demo import run_demo
+from suan.config import GRADES
 
 
 @pytest.mark.slow
@@ -31,8 +32,21 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert sorted((p["grade"], p["fraction"]) for p in result["scaling"]["points"]) == [
         (-3, 1.0), (-1, 1.0), (0, 0.5), (0, 1.0)]
     assert {"test_auc", "test_teacher_auc"} <= set(result["distill"])
+    # offline by default: the teacher is the comparison's SUAN run itself, not a model trained again
+    assert result["distill"]["test_teacher_auc"] == pytest.approx(result["models"]["suan"]["test_auc"], abs=1e-9)
     assert (tmp_path / "demo" / "distill" / "model" / "model_config.json").read_text().count("lightsuan") == 1
     served = result["serving"]
     assert served["export"]["model_uri"] == "models:/suan-demo/1" and served["response"]["model_version"]
     scores = served["response"]["scores"]
     assert len(scores) == 5 and all(0.0 < s < 1.0 for s in scores)
+
+
+def test_demo_args_name_what_each_distillation_mode_needs():
+    with pytest.raises(ValueError, match="add suan to --models"):
+        DemoArgs(models=("dnn", "din"))  # offline distils the comparison's SUAN run
+    assert DemoArgs(models=("dnn", "din"), distill_mode="online").distill_mode == "online"
+    assert DemoArgs(models=("dnn",), distill=False).models == ("dnn",)
+    with pytest.raises(ValueError, match="one grade higher"):
+        DemoArgs(grade=max(GRADES), distill_mode="online")
+    with pytest.raises(ValueError, match="offline or online"):
+        DemoArgs(distill_mode="sideways")
