@@ -191,6 +191,8 @@ class TrainArgs(Config):
             (docs/RESULTS.md). Default: 1024.
         lr: dense learning rate (AdamW). Default: 1e-3.
         embedding_lr: embedding learning rate (0 = lr). Default: 0.
+        attention_bias_lr: learning rate of the mixers' relative-position and time-gap bias tables (0 = lr;
+            at lr they stay near zero over a few hundred steps, docs/RESULTS.md). Default: 0.
         weight_decay: decoupled AdamW decay of dense matrices. Default: 1e-5.
         schedule: plateau (lr × plateau_factor after an epoch without a better select_on metric), cosine (warm-up,
             then cosine decay over the epoch budget) or constant. Default: plateau.
@@ -278,6 +280,7 @@ class TrainArgs(Config):
     batch_size: int = 1024
     lr: float = 1e-3
     embedding_lr: float = 0.0
+    attention_bias_lr: float = 0.0
     weight_decay: float = 1e-5
     schedule: Literal["plateau", "cosine", "constant"] = "plateau"
     warmup_steps: int = 0
@@ -345,7 +348,8 @@ class TrainArgs(Config):
 
     def optim(self) -> OptimConfig:
         """The optimiser, schedule and embedding-regularisation settings of this run (validated)."""
-        return OptimConfig(lr=self.lr, embedding_lr=self.embedding_lr, weight_decay=self.weight_decay,
+        return OptimConfig(lr=self.lr, embedding_lr=self.embedding_lr, attention_bias_lr=self.attention_bias_lr,
+                           weight_decay=self.weight_decay,
                            schedule=self.schedule, warmup_steps=self.warmup_steps, plateau_factor=self.plateau_factor,
                            select_on=self.select_on,
                            embedding_l2=self.embedding_l2, embedding_l2_scope=self.embedding_l2_scope,

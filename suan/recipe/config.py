@@ -20,6 +20,10 @@ class OptimConfig(Config):
     Args:
         lr: learning rate of dense parameters. Default: 1e-3.
         embedding_lr: learning rate of embedding tables (0 = same as lr). Default: 0.
+        attention_bias_lr: learning rate of the mixers' learned relative-position and time-gap bias tables
+            (``suan.recipe.optim.ATTENTION_BIAS_TABLES``; 0 = same as lr, in the no-decay group). They start
+            at zero and Adam moves a parameter about its lr per step, so at lr 1e-3 a run of a few hundred
+            steps leaves them near zero (docs/RESULTS.md, the mixer family). Default: 0.
         weight_decay: decoupled AdamW decay of dense matrices (not of embeddings, norms, biases). Default: 1e-5.
         schedule: ``plateau`` (lr × ``plateau_factor`` after an epoch without a better ``select_on`` metric),
             ``cosine`` (linear warm-up, then cosine decay to ``min_lr_ratio`` × lr at the last step of the
@@ -45,6 +49,7 @@ class OptimConfig(Config):
 
     lr: float = 1e-3
     embedding_lr: float = 0.0
+    attention_bias_lr: float = 0.0
     weight_decay: float = 1e-5
     schedule: Literal["plateau", "cosine", "constant"] = "plateau"
     warmup_steps: int = 0
@@ -57,6 +62,7 @@ class OptimConfig(Config):
 
     def validate(self) -> None:
         require(self.lr > 0 and self.embedding_lr >= 0 and self.weight_decay >= 0, "bad optimiser values")
+        require(self.attention_bias_lr >= 0, "attention_bias_lr must be >= 0 (0 = lr)")
         require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
         require(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}")
         require(self.schedule != "plateau" or self.warmup_steps == 0,

@@ -13,20 +13,32 @@ from suan.recipe.config import OptimConfig
 # on ~10^4-row splits)
 PLATEAU_THRESHOLD = 1e-4
 
+# the mixers' learned bias tables, indexed by relative position or time-gap bucket and added to attention logits
+ATTENTION_BIAS_TABLES = ("pos_bias", "time_bias")
+
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Embeddings (own lr, no decay: the L2 term regularises them), dense matrices (decay), vectors (no decay)."""
+    """Embeddings (own lr, no decay: the L2 term regularises them), dense matrices (decay), vectors (no decay);
+    with ``attention_bias_lr`` set, the attention bias tables in a group of their own (no decay). Without it
+    they stay in the no-decay group, so a run's optimiser state keeps the three groups it always had."""
     emb_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    emb, decay, no_decay = [], [], []
-    for p in model.parameters():
+    emb, decay, no_decay, bias_tables = [], [], [], []
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        if cfg.attention_bias_lr and name.rsplit(".", 1)[-1] in ATTENTION_BIAS_TABLES:
+            bias_tables.append(p)
+            continue
         (emb if id(p) in emb_ids else decay if p.dim() >= 2 else no_decay).append(p)
-    return [
+    groups = [
         {"params": emb, "lr": cfg.embedding_lr or cfg.lr, "weight_decay": 0.0, "name": "embedding"},
         {"params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "dense"},
         {"params": no_decay, "lr": cfg.lr, "weight_decay": 0.0, "name": "dense_no_decay"},
     ]
+    if cfg.attention_bias_lr:
+        groups.append({"params": bias_tables, "lr": cfg.attention_bias_lr, "weight_decay": 0.0,
+                       "name": "attention_bias"})
+    return groups
 
 
 def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:

@@ -167,3 +167,19 @@ def test_step_budget_and_config_checks():
         OptimConfig(embedding_l2_scope="rows")
     with pytest.raises(ConfigError, match="plateau_factor"):
         OptimConfig(plateau_factor=1.0)
+
+
+def test_attention_bias_tables_get_their_own_lr_only_when_asked(fmap):
+    model = build_model(ModelConfig.from_grade("suan", 0), fmap)
+    tables = {id(p) for n, p in model.named_parameters() if n.endswith((".pos_bias", ".time_bias"))}
+    assert len(tables) == 2  # SUAN's default mixer learns a position and a time-gap bias
+    plain = {g["name"]: g for g in param_groups(model, OptimConfig())}
+    assert set(plain) == {"embedding", "dense", "dense_no_decay"}  # the optimiser state of older runs still loads
+    assert tables <= {id(p) for p in plain["dense_no_decay"]["params"]}
+    groups = {g["name"]: g for g in param_groups(model, OptimConfig(lr=1e-3, attention_bias_lr=0.05))}
+    assert {id(p) for p in groups["attention_bias"]["params"]} == tables
+    assert groups["attention_bias"]["lr"] == 0.05 and groups["attention_bias"]["weight_decay"] == 0.0
+    assert not tables & {id(p) for g in ("embedding", "dense", "dense_no_decay") for p in groups[g]["params"]}
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+    with pytest.raises(ConfigError, match="attention_bias_lr"):
+        OptimConfig(attention_bias_lr=-1.0)
