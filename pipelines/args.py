@@ -53,7 +53,7 @@ class DemoArgs(Config):
         distill: run the distillation stage. Default: True.
         distill_mode: ``offline`` distils the SUAN run of the comparison (frozen, nothing trained twice; needs
             ``suan`` among the models) into a LightSUAN student; ``online`` trains a SUAN teacher one grade up
-            jointly with the student (``suan distill``'s default; about 80 s longer on 2 cores). Default: offline.
+            jointly with the student (``suan distill``'s default; about 1.5 minutes longer on 2 cores). Default: offline.
         distill_epochs: epoch budget of the student. Default: 3.
         batch_size: training batch of every run. Default: 1024 (suan train's).
     """
