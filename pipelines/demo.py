@@ -5,8 +5,8 @@ baselines with the same data path and loop and compare them with the oracle (Bay
 analysis of the trained SUAN (sinks, position bias, candidate attention: ``suan analyze``); a mini
 scaling sweep (grades x data fractions) with its power-law fit and plot; distillation of the compared
 SUAN (offline, the default) or of a SUAN one grade up trained alongside (online) into a LightSUAN; ONNX
-export of the student (parity-gated, registered in the MLflow model registry), then the real scoring service on 127.0.0.1 scores a sample request and stops.
-Every run is tracked in an MLflow store under the demo folder.
+export of the student (parity-gated, registered in the MLflow model registry), then the real scoring
+service on 127.0.0.1 scores a sample request and stops. Every run is tracked in an MLflow store under the demo folder.
 """
 
 from __future__ import annotations
