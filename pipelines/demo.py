@@ -6,7 +6,8 @@ analysis of the trained SUAN (sinks, position bias, candidate attention: ``suan 
 scaling sweep (grades x data fractions) with its power-law fit and plot; distillation of the compared
 SUAN (offline, the default) or of a SUAN one grade up trained alongside (online) into a LightSUAN; ONNX
 export of the student (parity-gated, registered in the MLflow model registry), then the real scoring
-service on 127.0.0.1 scores a sample request and stops. Every run is tracked in an MLflow store under the demo folder.
+service on 127.0.0.1 scores a sample request and stops. Every run is tracked in an MLflow store under
+the demo folder.
 """
 
 from __future__ import annotations
