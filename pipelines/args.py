@@ -43,8 +43,9 @@ class DemoArgs(Config):
             runs sooner). Default: 6.
         difficulty: weight of the synthetic world's structure that only capacity captures (item-to-item
             transitions, order and time gaps, profile x behaviour; ``suan data synth --difficulty``). At 1 SUAN
-            leads every baseline by more than one test AUC's precision, but models train to the epoch budget
-            and the demo takes ~11.5 minutes on 2 cores instead of ~7. Default: 0.
+            leads every baseline by more than one test AUC's precision, but models train to the epoch budget:
+            ~11.5 minutes on 2 cores with the online distillation stage (stop 28), not yet timed with the
+            offline one, against ~7.5 for the default world. Default: 0.
         sweep_grades: the mini scaling sweep's size axis, each grade trained on all the data (four or more fit a
             size law; empty = skip the sweep). ``-3,-2,-1,0`` adds about 4 minutes on 2 cores and, measured on
             one seed at difficulty 1 and 2, gives a step, not yet a law (docs/RESULTS.md). Default: 0.
@@ -53,7 +54,8 @@ class DemoArgs(Config):
         distill: run the distillation stage. Default: True.
         distill_mode: ``offline`` distils the SUAN run of the comparison (frozen, nothing trained twice; needs
             ``suan`` among the models) into a LightSUAN student; ``online`` trains a SUAN teacher one grade up
-            jointly with the student (``suan distill``'s default; about 1.5 minutes longer on 2 cores). Default: offline.
+            jointly with the student (``suan distill``'s default; about 1.5 minutes longer on 2 cores).
+            Default: offline.
         distill_epochs: epoch budget of the student. Default: 3.
         batch_size: training batch of every run. Default: 1024 (suan train's).
     """

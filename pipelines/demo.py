@@ -74,8 +74,8 @@ def _analyze(out: Path) -> dict:
     from pipelines.analyze import run_analyze
     from pipelines.args import AnalyzeArgs
 
-    diag = run_analyze(AnalyzeArgs(run=str(out / "runs" / "suan"), out=str(out / "runs" / "suan" / "analysis"),
-                                   max_rows=256, users=3))
+    suan = _run_dir(out, "suan")
+    diag = run_analyze(AnalyzeArgs(run=str(suan), out=str(suan / "analysis"), max_rows=256, users=3))
     primary, secondary = (diag["sinks"][k]["per_row"] for k in ("primary", "secondary"))
     print(f"      SUAN attention: {primary:.2f} primary and {secondary:.2f} secondary sinks per row; plots of the mass "
           "per position, position bias, sink share and candidate attention are in the report")
@@ -103,7 +103,7 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
                            data_fractions=(1.0,), max_epochs=args.epochs, batch_size=args.batch_size,
                            mlflow_uri=_mlflow_uri(out))
     data_axis = sweep_args.replace(grades=(args.grade,), data_fractions=args.sweep_fractions)
-    trained = out / "runs" / "suan"
+    trained = _run_dir(out, "suan")
     if (suan is not None and (args.grade in args.sweep_grades or 1.0 in args.sweep_fractions)
             and selected_alike(json.loads((trained / "curve.json").read_text()),
                                TrainArgs.load(trained / "train_config.yaml").select_on,
@@ -150,7 +150,7 @@ def _distill(args: DemoArgs, out: Path) -> dict:
     offline = args.distill_mode == "offline"
     teacher_grade = args.grade if offline else args.grade + 1
     metrics = run_distill(DistillArgs(data=str(out / "data"), out=str(run), mode=args.distill_mode,
-                                      teacher_run=str(out / "runs" / "suan") if offline else "",
+                                      teacher_run=str(_run_dir(out, "suan")) if offline else "",
                                       teacher_grade=teacher_grade, student_grade=args.grade,
                                       max_epochs=args.distill_epochs, seed=args.seed, batch_size=args.batch_size,
                                       progress=False, mlflow_uri=_mlflow_uri(out), experiment="demo"))
@@ -159,17 +159,21 @@ def _distill(args: DemoArgs, out: Path) -> dict:
     return metrics
 
 
+def _run_dir(out: Path, arch: str) -> Path:
+    """The comparison's run folder of ``arch`` (stage 3), which the analysis, sweep and distillation reuse."""
+    return out / "runs" / arch
+
+
 def _train_all(args: DemoArgs, out: Path) -> dict[str, dict]:
     import shutil
 
     from pipelines.args import TrainArgs
     from pipelines.train import run_train
 
-    runs = out / "runs"
-    shutil.rmtree(runs, ignore_errors=True)
+    shutil.rmtree(out / "runs", ignore_errors=True)
     results = {}
     for arch in args.models:
-        train = TrainArgs(data=str(out / "data"), out=str(runs / arch), model=arch, grade=args.grade,
+        train = TrainArgs(data=str(out / "data"), out=str(_run_dir(out, arch)), model=arch, grade=args.grade,
                           max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=False,
                           mlflow_uri=_mlflow_uri(out), experiment="demo")
         start = time.perf_counter()

@@ -2,9 +2,10 @@
 
 Resumable: finished points are skipped, a failed point is recorded with its error and the sweep
 goes on, then ends with :class:`IncompleteWork` naming the failed points (exit status 1); every point
-is merged into ``manifest.json`` as it finishes (atomically, under a file lock, into the file as it is then: several workers and studies share one folder without dropping each other's
-points, and ``suan scale fit`` can follow a sweep while it runs). All runs log to one MLflow
-experiment (the sweep folder's name) with grade / fraction / seed as parameters and tags.
+is merged into ``manifest.json`` as it finishes (atomically, under a file lock, into the file as it is
+then: several workers and studies share one folder without dropping each other's points, and ``suan
+scale fit`` can follow a sweep while it runs). All runs log to one MLflow experiment (the sweep folder's
+name) with grade / fraction / seed as parameters and tags.
 
 With ``--storage`` the grid is an Optuna study (``GridSampler``) on that RDB: every process or machine
 given the same command takes the next untaken point until the grid is done, a point whose worker died
