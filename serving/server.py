@@ -395,8 +395,9 @@ def _routes(store: ModelStore, cfg: ServiceConfig, metrics: ServiceMetrics, cont
 
 
 def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token: str | None = None,
-               api_key: str | None = None) -> FastAPI:
-    """The service app; ``store`` may be pre-loaded (else the model loads in the background at startup).
+               api_key: str | None = None, load_before_serving: bool = False) -> FastAPI:
+    """The service app; ``store`` may be pre-loaded (else the model loads at startup, in the background
+    unless ``load_before_serving``).
 
     Args:
         cfg: what to serve and the limits.
@@ -405,6 +406,10 @@ def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token:
             control disabled). Default: None.
         api_key: ``X-API-Key`` required to append to or delete a user's state (None = ``$SUAN_SERVE_API_KEY``;
             "" = not required). Default: None.
+        load_before_serving: finish the first load inside the lifespan startup, before uvicorn starts
+            accepting. Worker processes of ``--workers N`` share one socket, so one worker's ``/readyz``
+            says nothing about the next: a worker still loading would answer a client's request with 503.
+            Default: False (one process: ``/healthz`` answers while the model loads).
     """
     if store is None:
         store = ModelStore(cfg.model, threads=cfg.threads, device=cfg.device, tracking_uri=cfg.tracking_uri,
@@ -422,7 +427,12 @@ def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if store.current is None:
+        if store.current is None and load_before_serving:
+            try:
+                await asyncio.to_thread(store.load)
+            except ModelLoadError as exc:  # serve 503s naming it (the watcher may still load a fixed folder)
+                log.error("model not loaded: %s", exc)
+        elif store.current is None:
             store.load_in_background()
         else:
             settle_heap()  # the app's own objects too; a model loaded later settles them on load
@@ -473,7 +483,7 @@ def app_from_env() -> FastAPI:
     configure_logging(os.environ.get(CONFIG_ENV + "_LOG_LEVEL", "info"))
     cfg = ServiceConfig.from_dict(json.loads(os.environ[CONFIG_ENV]))
     HeadDeadlineH11.head_timeout = cfg.limits.header_timeout  # this worker's connections
-    return create_app(cfg)
+    return create_app(cfg, load_before_serving=True)
 
 
 class HeadDeadlineH11(H11Protocol):

@@ -7,7 +7,8 @@ import socket
 import httpx
 import numpy as np
 
-from serving.server import no_delay
+from serving.server import ServiceConfig, create_app, no_delay
+from serving.service import Limits
 
 
 def test_connections_accepted_on_the_shared_socket_inherit_no_delay():
@@ -30,3 +31,21 @@ def test_two_workers_score_like_one_over_keep_alive(serving_models, start_server
                 got = keep_alive.post("/v1/score", json=request)
                 assert got.status_code == 200, got.text
                 np.testing.assert_allclose(got.json()["scores"], want, atol=1e-6)
+
+
+def test_a_worker_accepts_only_after_its_own_model_loaded(serving_models, start_thread_server):
+    # workers share one socket: a worker answering before its load would 503 a request that another
+    # worker's /readyz had let through (the race this test's neighbour hit once in ~30 suite runs)
+    app = create_app(ServiceConfig(model=str(serving_models.a), limits=Limits()), admin_token="",
+                     load_before_serving=True)
+    with start_thread_server(app) as url:
+        assert httpx.get(f"{url}/readyz", timeout=30).status_code == 200
+
+
+def test_a_worker_whose_model_fails_to_load_still_answers_with_the_reason(tmp_path, start_thread_server):
+    app = create_app(ServiceConfig(model=str(tmp_path / "missing"), limits=Limits()), admin_token="",
+                     load_before_serving=True)
+    with start_thread_server(app) as url:
+        ready = httpx.get(f"{url}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert "missing" in ready.text
