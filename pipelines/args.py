@@ -761,7 +761,8 @@ class ServeArgs(Config):
         model: serving folder (``suan export --out``), ``models:/name/version`` or ``models:/name@alias``.
         host: interface to bind (loopback by default: put a proxy in front to expose it). Default: 127.0.0.1.
         port: Default: 8000.
-        workers: uvicorn worker processes (each loads the model and keeps its own metrics). Default: 1.
+        workers: uvicorn worker processes (each loads the model before it accepts connections and keeps its own
+            metrics). Default: 1.
         threads: ONNX Runtime intra-op threads per request. Default: 1.
         concurrency: requests scored at once per worker, the rest wait in arrival order (0 = CPU cores //
             threads). Default: 0.
