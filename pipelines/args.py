@@ -685,6 +685,10 @@ class SweepArgs(Config):
             length and data size, the rate with the lowest *valid* logloss and plots valid logloss against the
             rate per grade, so each grade is shown near its own optimum. Default: "".
         patience: as in train. Default: 2.
+        schedule: as in train; cosine decays each point's lr over its own step budget (max_epochs of its rows),
+            a schedule sized to the point, where plateau cuts the lr when that point's valid metric stalls.
+            Default: plateau.
+        warmup_steps: as in train (cosine, constant). Default: 0.
         select_on: the valid metric that picks each point's checkpoint, ends it and judges its plateaus (as in
             train). logloss, the metric the laws fit: selected on AUC, the small-data points stopped while their
             valid logloss was still falling (the demo: 1/4 of the data ended at 0.590, 0.529 two epochs later),
@@ -710,6 +714,8 @@ class SweepArgs(Config):
     lr: float = TRAIN_DEFAULTS["lr"]
     lrs: tuple[float, ...] = ()
     patience: int = TRAIN_DEFAULTS["patience"]
+    schedule: Literal["plateau", "cosine", "constant"] = TRAIN_DEFAULTS["schedule"]
+    warmup_steps: int = TRAIN_DEFAULTS["warmup_steps"]
     select_on: Literal["auc", "logloss"] = "logloss"
     eval_fraction: float = 1.0
     bucket_by_length: bool = False
@@ -725,6 +731,7 @@ class SweepArgs(Config):
                 "empty grid")
         require(all(n >= 0 for n in self.seq_lens), "seq_lens must be >= 0 (0 = the grade's own)")
         require(all(r > 0 for r in self.lrs), "lrs must be > 0")
+        require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
