@@ -199,6 +199,8 @@ class TrainArgs(Config):
         schedule: plateau (lr × plateau_factor after an epoch without a better select_on metric), cosine (warm-up,
             then cosine decay over the epoch budget) or constant. Default: plateau.
         warmup_steps: linear warm-up steps (cosine, constant). Default: 0.
+        warmup_fraction: linear warm-up as a share of the run's step budget instead (cosine, constant; not with
+            warmup_steps). Default: 0.0.
         plateau_factor: lr multiplier on a plateau of the select_on metric. Default: 0.1.
         select_on: the valid metric that picks the best checkpoint, ends training (patience) and judges a plateau:
             auc (ranking, what a CTR model is deployed for) or logloss (what a scaling law fits; ``suan scale
@@ -286,6 +288,7 @@ class TrainArgs(Config):
     weight_decay: float = 1e-5
     schedule: Literal["plateau", "cosine", "constant"] = "plateau"
     warmup_steps: int = 0
+    warmup_fraction: float = 0.0
     plateau_factor: float = 0.1
     select_on: Literal["auc", "logloss"] = "auc"
     embedding_l2: float = 0.02
@@ -352,7 +355,8 @@ class TrainArgs(Config):
         """The optimiser, schedule and embedding-regularisation settings of this run (validated)."""
         return OptimConfig(lr=self.lr, embedding_lr=self.embedding_lr, attention_bias_lr=self.attention_bias_lr,
                            weight_decay=self.weight_decay,
-                           schedule=self.schedule, warmup_steps=self.warmup_steps, plateau_factor=self.plateau_factor,
+                           schedule=self.schedule, warmup_steps=self.warmup_steps,
+                           warmup_fraction=self.warmup_fraction, plateau_factor=self.plateau_factor,
                            select_on=self.select_on,
                            embedding_l2=self.embedding_l2, embedding_l2_scope=self.embedding_l2_scope,
                            embedding_l2_ref_batch=self.embedding_l2_ref_batch)
@@ -689,6 +693,8 @@ class SweepArgs(Config):
             a schedule sized to the point, where plateau cuts the lr when that point's valid metric stalls.
             Default: plateau.
         warmup_steps: as in train (cosine, constant). Default: 0.
+        warmup_fraction: as in train: warm-up as a share of each point's own step budget, so points of 10 and
+            300 steps an epoch warm up alike. Default: 0.0.
         select_on: the valid metric that picks each point's checkpoint, ends it and judges its plateaus (as in
             train). logloss, the metric the laws fit: selected on AUC, the small-data points stopped while their
             valid logloss was still falling (the demo: 1/4 of the data ended at 0.590, 0.529 two epochs later),
@@ -716,6 +722,7 @@ class SweepArgs(Config):
     patience: int = TRAIN_DEFAULTS["patience"]
     schedule: Literal["plateau", "cosine", "constant"] = TRAIN_DEFAULTS["schedule"]
     warmup_steps: int = TRAIN_DEFAULTS["warmup_steps"]
+    warmup_fraction: float = TRAIN_DEFAULTS["warmup_fraction"]
     select_on: Literal["auc", "logloss"] = "logloss"
     eval_fraction: float = 1.0
     bucket_by_length: bool = False
@@ -731,7 +738,7 @@ class SweepArgs(Config):
                 "empty grid")
         require(all(n >= 0 for n in self.seq_lens), "seq_lens must be >= 0 (0 = the grade's own)")
         require(all(r > 0 for r in self.lrs), "lrs must be > 0")
-        require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        require(self.warmup_steps >= 0 and 0 <= self.warmup_fraction < 1, "bad warm-up")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -48,7 +48,8 @@ def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: i
     train = TrainArgs(data=args.data, out=str(run), model=args.model, grade=grade, seed=seed, seq_len=seq_len,
                       data_fraction=fraction, max_epochs=args.max_epochs, batch_size=args.batch_size,
                       lr=lr or args.lr, patience=args.patience, schedule=args.schedule,
-                      warmup_steps=args.warmup_steps, select_on=args.select_on, eval_fraction=args.eval_fraction,
+                      warmup_steps=args.warmup_steps, warmup_fraction=args.warmup_fraction,
+                      select_on=args.select_on, eval_fraction=args.eval_fraction,
                       bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
                       progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
     start = time.perf_counter()

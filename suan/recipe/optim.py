@@ -49,12 +49,13 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
         cfg: the schedule's settings.
         total_steps: the run's step budget (cosine reaches ``min_lr_ratio`` there and stays).
     """
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+    warmup = cfg.warmup(total_steps)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
     if cfg.schedule == "constant":
         return 1.0
-    span = max(total_steps - cfg.warmup_steps, 1)
-    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    span = max(total_steps - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

@@ -60,13 +60,13 @@ def test_sweep_is_resumable_and_records_failures(tiny_synthetic, tmp_path, monke
 def test_sweep_passes_its_training_options_to_every_point(tmp_path, monkeypatch):
     args = SweepArgs(data=_data(tmp_path), out=str(tmp_path / "sweep"), grades=(0, 1), data_fractions=(0.5,),
                      seq_lens=(0, 40), eval_fraction=0.2, bucket_by_length=True, lr=2e-3, schedule="cosine",
-                     warmup_steps=30)
+                     warmup_fraction=0.05)
     calls = []
     monkeypatch.setattr(pipelines.sweep, "run_train", lambda a: calls.append(a) or {"test_auc": 0.5})
     manifest = run_sweep(args)
     assert [(c.grade, c.seq_len, c.data_fraction) for c in calls] == [(0, 0, 0.5), (0, 40, 0.5), (1, 0, 0.5), (1, 40, 0.5)]
     assert all(c.bucket_by_length and c.eval_fraction == 0.2 and c.lr == 2e-3 for c in calls)
-    assert all(c.schedule == "cosine" and c.warmup_steps == 30 for c in calls)  # a schedule sized to each point
+    assert all(c.schedule == "cosine" and c.warmup_fraction == 0.05 for c in calls)  # a schedule sized to each point
     assert all(c.select_on == "logloss" for c in calls)  # the sweep's default: the laws fit logloss
     # each length has its own point and run folder
     assert sorted(manifest["points"]) == ["g0-L40-f0.5-s0", "g0-f0.5-s0", "g1-L40-f0.5-s0", "g1-f0.5-s0"]

@@ -110,6 +110,19 @@ def test_touch_weights_make_the_batch_penalty_match_the_table_penalty_in_expecta
     assert table > 0 and (weights >= 1).all()
 
 
+def test_a_warmup_fraction_is_the_same_share_of_every_run_and_needs_a_stepwise_schedule():
+    by_share = OptimConfig(schedule="cosine", warmup_fraction=0.1, min_lr_ratio=0.1)
+    for total in (80, 2500):
+        by_steps = OptimConfig(schedule="cosine", warmup_steps=total // 10, min_lr_ratio=0.1)
+        assert [lr_factor(s, by_share, total) for s in range(total + 1)] == \
+            pytest.approx([lr_factor(s, by_steps, total) for s in range(total + 1)])
+    assert lr_factor(0, by_share, 80) == pytest.approx(1 / 8)  # 8 warm-up steps of an 80-step run
+    with pytest.raises(ValueError, match="not both"):
+        OptimConfig(schedule="cosine", warmup_steps=5, warmup_fraction=0.1)
+    with pytest.raises(ValueError, match="warm-up needs"):
+        OptimConfig(warmup_fraction=0.1)  # plateau changes the lr by epoch
+
+
 def test_lr_factor_warms_up_then_follows_the_cosine_to_its_floor():
     cfg = OptimConfig(schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cfg, 110) == pytest.approx(0.1)
