@@ -174,7 +174,7 @@ def test_embeddings_get_no_decoupled_decay_and_dense_matrices_do(fmap):
 
 def test_step_budget_and_config_checks():
     assert step_budget(-1, 3, 40) == 120 and step_budget(50, 3, 40) == 50
-    with pytest.raises(ConfigError, match="warmup_steps needs"):
+    with pytest.raises(ConfigError, match="warm-up needs"):
         OptimConfig(schedule="plateau", warmup_steps=5)
     with pytest.raises(ConfigError, match="embedding_l2_scope"):
         OptimConfig(embedding_l2_scope="rows")
