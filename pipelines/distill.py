@@ -50,8 +50,8 @@ def run_distill(args: DistillArgs) -> dict:
     teacher_cfg.save(out / "teacher_config.json")
     logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)
     trainer, best, throughput = build_trainer(targs, out, logger)
-    fit_and_evaluate(trainer, system, dm, best, targs, out)
-    metrics = final_metrics(system, student_cfg, dm, throughput, trainer)
+    stopped_early = fit_and_evaluate(trainer, system, dm, best, targs, out)
+    metrics = final_metrics(system, student_cfg, dm, throughput, trainer, stopped_early)
     metrics["teacher_params_dense"] = count_params(teacher)["dense"]
     if trainer.is_global_zero:
         write_outputs(out, targs, system.model, student_cfg, metrics, logger)

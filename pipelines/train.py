@@ -116,14 +116,17 @@ def same_model_as_started(cfg: ModelConfig, out: Path) -> None:
 
 
 def fit_and_evaluate(trainer: L.Trainer, system: L.LightningModule, dm: ShardDataModule, best: ModelCheckpoint,
-                     args: TrainArgs, out: Path) -> None:
-    """Fit (resuming from ``last.ckpt`` when asked), then validate and test the best checkpoint."""
+                     args: TrainArgs, out: Path) -> bool:
+    """Fit (resuming from ``last.ckpt`` when asked), then validate and test the best checkpoint; returns whether
+    early stopping ended the fit (read before the best checkpoint's callback states are restored)."""
     last = out / "checkpoints" / "last.ckpt"
     trainer.fit(system, dm, ckpt_path=str(last) if args.resume and last.exists() else None)
+    stopped_early = any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks)
     best_path = best.best_model_path or str(last)
     trainer.validate(system, dm, ckpt_path=best_path, verbose=False)
     if args.test:
         trainer.test(system, dm, ckpt_path=best_path, verbose=False)
+    return stopped_early
 
 
 def run_train(args: TrainArgs, callbacks: tuple[L.Callback, ...] = ()) -> dict:
@@ -138,15 +141,15 @@ def run_train(args: TrainArgs, callbacks: tuple[L.Callback, ...] = ()) -> dict:
     logger = make_logger(args.mlflow_uri, args.experiment, out.name, out)
     trainer, best, throughput = build_trainer(args, out, logger)
     trainer.callbacks.extend(callbacks)
-    fit_and_evaluate(trainer, system, dm, best, args, out)
-    metrics = final_metrics(system, cfg, dm, throughput, trainer)
+    stopped_early = fit_and_evaluate(trainer, system, dm, best, args, out)
+    metrics = final_metrics(system, cfg, dm, throughput, trainer, stopped_early)
     if trainer.is_global_zero:
         finish_run(out, args, system.model, cfg, metrics, logger)
     return metrics
 
 
 def final_metrics(system: L.LightningModule, cfg: ModelConfig, dm: ShardDataModule, throughput: ThroughputCallback,
-                   trainer: L.Trainer) -> dict:
+                   trainer: L.Trainer, stopped_early: bool) -> dict:
     params = count_params(system.model)
     metrics = {k: float(v) for k, v in system.last_metrics.items()}
     metrics.update({
@@ -155,6 +158,9 @@ def final_metrics(system: L.LightningModule, cfg: ModelConfig, dm: ShardDataModu
         "flops_per_sample": measure_flops(system.model, dm.fmap, cfg.seq_len),
         "train_samples": dm.stream("train").num_rows, "samples_per_second": throughput.samples_per_second,
         "epochs": trainer.current_epoch, "global_step": trainer.global_step, "seq_len": cfg.seq_len,
+        # 0 = the epoch or step budget ended training while the metric still improved: the run measures its
+        # budget, not the model trained to its best (a sweep's report flags such points)
+        "stopped_early": float(stopped_early),
     })
     return metrics
 

@@ -50,6 +50,9 @@ def sweep_points(manifest: dict) -> list[dict]:
                     for k in (*AXES, *METRICS.values(), SELECT_ON, "params_dense", "params_head")})
         # how much data each dense weight sees: where a size axis saturates, this is usually the reason
         row["samples_per_dense_param"] = row["train_samples"] / row["params_dense"]
+        # seeds that ran to their epoch/step budget with the metric still improving (manifests before the
+        # record: unknown, not counted)
+        row["budget_bound"] = sum(r["metrics"].get("stopped_early") == 0.0 for r in runs)
         out.append(row)
     return out
 
@@ -187,6 +190,7 @@ def render_report(result: dict) -> str:
                      f"{p['test_auc']:.4f} | {p['wall_s']:.0f} | {p.get('samples_per_second', float('nan')):,.0f} | "
                      f"{100 * p.get('mfu', float('nan')):.2f} % |")
     lines += ["", *(f"![measured {m}](plots/sweep_{m}.png)" for m in METRICS)]
+    lines += _budget_lines(result["points"])
     lines += _lr_lines(result.get("lr_search", []))
     for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
         lines += ["", f"## {section}", ""]
@@ -216,6 +220,20 @@ def render_report(result: dict) -> str:
             prefix = "joint_" if section == "Joint fits" else ""
             lines.append(f"\n  ![{name}](plots/{prefix}{name}.png)\n")
     return "\n".join(lines + _compute_optimal_lines(result.get("compute_optimal", {})))
+
+
+def _budget_lines(points: list[dict]) -> list[str]:
+    """Points that their epoch or step budget ended, not early stopping: said plainly, since they bias a law."""
+    bound = [p for p in points if p.get("budget_bound")]
+    if not bound:
+        return []
+    names = ", ".join(f"grade {p['grade']} at fraction {p['fraction']:g} ({p['budget_bound']} of {p['seeds']} "
+                      f"seed{'s' if p['seeds'] > 1 else ''})" for p in bound)
+    return ["", f"**Ended by their budget, not by early stopping**: {names}. Their valid metric was still improving "
+            "when --max-epochs (or --max-steps) stopped them, so they measure that budget, not the model trained "
+            "to its best, and where the budget falls differently on two points (a plateau's lr cut before the "
+            "cap on one, after it on the other) the difference is the schedule's, not the model's. Rerun them "
+            "with a larger --max-epochs in a new sweep folder."]
 
 
 def _lr_lines(searched: list[dict]) -> list[str]:

@@ -47,10 +47,18 @@ def test_train_writes_metrics_and_a_loadable_model(trained):
     assert on_disk == pytest.approx(metrics)
     # the planted signal is learnable: two epochs of the smallest grade beat chance clearly
     assert metrics["test_auc"] > 0.6 and metrics["valid_auc"] > 0.6
+    assert metrics["stopped_early"] == 0.0  # 2 epochs with patience 2: the epoch budget ended it
     model, cfg, _ = load_model_dir(out / "model")
     params = count_params(model)
     assert (params["dense"], params["embedding"]) == (metrics["params_dense"], metrics["params_embedding"])
     assert cfg.arch == "suan" and cfg.grade == 0
+
+
+@pytest.mark.integration
+def test_a_run_records_whether_early_stopping_or_its_budget_ended_it(tiny_synthetic, tmp_path):
+    metrics = run_train(_args(tiny_synthetic / "data", tmp_path / "run", max_epochs=12, patience=1, lr=1e-2))
+    assert metrics["epochs"] < 12  # tiny data at a high lr: valid stalls well before 12 epochs
+    assert metrics["stopped_early"] == 1.0
 
 
 @pytest.mark.parametrize(("select_on", "monitor", "mode"), [("auc", "valid_auc", "max"),

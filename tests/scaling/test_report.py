@@ -156,3 +156,17 @@ def test_a_searched_learning_rate_is_chosen_per_grade_on_valid_never_on_test(tmp
     report = render_report(result)
     assert "## Learning rate per point" in report and "| 2 | nan | 1 | **0.001** |" in report
     assert (tmp_path / "plots" / "lr_search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_points_their_budget_ended_are_named_and_the_others_are_not(tmp_path):
+    manifest = json.loads((_manifest(tmp_path, grades=4, fractions=(1.0,)) / "manifest.json").read_text())
+    for point in manifest["points"].values():
+        if point["status"] == "done":  # grade 2 ran to its --max-epochs still improving, the rest stopped early
+            point["metrics"]["stopped_early"] = 0.0 if point["grade"] == 2 else 1.0
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    report = render_report(fit_sweep(tmp_path, n_bootstrap=0))
+    assert "Ended by their budget, not by early stopping**: grade 2 at fraction 1 (1 of 1 seed)." in report
+    for point in manifest["points"].values():
+        point.get("metrics", {}).pop("stopped_early", None)  # a manifest from before the record: nothing claimed
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert "Ended by their budget" not in render_report(fit_sweep(tmp_path, n_bootstrap=0))
