@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -108,3 +109,25 @@ class EpochCurve(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.epochs = list(state_dict.get("epochs", []))
+
+
+class RunFolderCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose state survives a moved run folder.
+
+    Lightning restores the best score and paths only when the checkpoint's ``dirpath`` is this callback's;
+    a run folder copied or mounted elsewhere (a cluster's other mount point, a restored backup) resumed with
+    no best score and the old folder's ``best_model_path``, so the next epoch, however worse, became "best"
+    and overwrote best.ckpt (measured: a resumed sweep point reported valid logloss 0.5138 where its best
+    epoch had 0.5132). Paths inside the old checkpoint folder are re-rooted here before Lightning reads them.
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            def here(path):
+                return str(Path(self.dirpath) / Path(path).name) if path and Path(path).parent == Path(old) else path
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          **{k: here(state_dict.get(k)) for k in ("best_model_path", "kth_best_model_path",
+                                                                  "last_model_path")},
+                          "best_k_models": {here(k): v for k, v in state_dict.get("best_k_models", {}).items()}}
+        super().load_state_dict(state_dict)

@@ -20,7 +20,13 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from features.schema import FeatureMap, Role
 from pipelines.args import TrainArgs
 from pipelines.artifacts import save_model_dir
-from pipelines.callbacks import AtomicCheckpointIO, EpochCurve, RNGStateCallback, ThroughputCallback
+from pipelines.callbacks import (
+    AtomicCheckpointIO,
+    EpochCurve,
+    RNGStateCallback,
+    RunFolderCheckpoint,
+    ThroughputCallback,
+)
 from pipelines.datamodule import ShardDataModule
 from pipelines.systems import CTRSystem
 from pipelines.threads import set_threads
@@ -82,7 +88,7 @@ def build_trainer(args: TrainArgs, out: Path, logger) -> tuple[L.Trainer, ModelC
     (``--select-on``: valid AUC or valid logloss), and RNG states."""
     throughput = ThroughputCallback()
     monitor, mode = args.optim().monitor
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode,
+    best = RunFolderCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode,
                            save_last=True, save_top_k=1, enable_version_counter=False)
     trainer = L.Trainer(
         max_epochs=args.max_epochs, max_steps=args.max_steps, precision=args.precision,

@@ -185,3 +185,18 @@ def test_two_process_ddp_on_cpu(tiny_synthetic, tmp_path):
     per_rank = metrics["train_samples"] // 2
     assert metrics["global_step"] == -(-per_rank // 256)
     assert metrics["test_auc"] > 0.55
+
+
+def test_a_moved_run_folder_keeps_its_best_checkpoint_score_on_resume(tmp_path):
+    from pipelines.callbacks import RunFolderCheckpoint
+
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    saved = RunFolderCheckpoint(dirpath=old, filename="best", monitor="valid_logloss", mode="min", save_last=True)
+    saved.best_model_score, saved.best_model_path = torch.tensor(0.5132), str(old / "best.ckpt")
+    saved.best_k_models, saved.last_model_path = {str(old / "best.ckpt"): torch.tensor(0.5132)}, str(old / "last.ckpt")
+    moved = RunFolderCheckpoint(dirpath=new, filename="best", monitor="valid_logloss", mode="min", save_last=True)
+    moved.load_state_dict(saved.state_dict())
+    # Lightning's own callback drops the score on a changed dirpath, so a worse epoch would become "best"
+    assert float(moved.best_model_score) == pytest.approx(0.5132)
+    assert moved.best_model_path == str(new / "best.ckpt") and moved.last_model_path == str(new / "last.ckpt")
+    assert list(moved.best_k_models) == [str(new / "best.ckpt")]
