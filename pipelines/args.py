@@ -738,7 +738,10 @@ class SweepArgs(Config):
                 "empty grid")
         require(all(n >= 0 for n in self.seq_lens), "seq_lens must be >= 0 (0 = the grade's own)")
         require(all(r > 0 for r in self.lrs), "lrs must be > 0")
-        require(self.warmup_steps >= 0 and 0 <= self.warmup_fraction < 1, "bad warm-up")
+        # the schedule every point will train with, checked once here (OptimConfig's own checks) rather than
+        # failing at each point
+        OptimConfig(lr=self.lr, schedule=self.schedule, warmup_steps=self.warmup_steps,
+                    warmup_fraction=self.warmup_fraction, select_on=self.select_on)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

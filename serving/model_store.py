@@ -258,14 +258,17 @@ class ModelStore:
             settle_heap()  # the new version's objects join the frozen long-lived heap
             return new, previous
 
+    def first_load(self) -> None:
+        """The first load; a failure is logged and kept in ``error`` (``/readyz`` answers 503 naming it, and a
+        watcher may still load a fixed folder) instead of ending the process."""
+        try:
+            self.load()
+        except ModelLoadError as exc:
+            log.error("model not loaded: %s", exc)
+
     def load_in_background(self) -> threading.Thread:
-        """Start the first load without blocking (``/readyz`` answers 503 until it is done)."""
-        def target() -> None:
-            try:
-                self.load()
-            except ModelLoadError as exc:
-                log.error("model not loaded: %s", exc)
-        thread = threading.Thread(target=target, name="suan-model-load", daemon=True)
+        """Start :meth:`first_load` without blocking (``/readyz`` answers 503 until it is done)."""
+        thread = threading.Thread(target=self.first_load, name="suan-model-load", daemon=True)
         thread.start()
         return thread
 

@@ -428,10 +428,7 @@ def create_app(cfg: ServiceConfig, store: ModelStore | None = None, admin_token:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if store.current is None and load_before_serving:
-            try:
-                await asyncio.to_thread(store.load)
-            except ModelLoadError as exc:  # serve 503s naming it (the watcher may still load a fixed folder)
-                log.error("model not loaded: %s", exc)
+            await asyncio.to_thread(store.first_load)
         elif store.current is None:
             store.load_in_background()
         else:

@@ -237,3 +237,11 @@ def test_a_sweep_with_a_failed_point_exits_1_and_negative_grades_parse(tmp_path,
     points = load_manifest(out)["points"]
     assert sorted(n for n, p in points.items() if p["status"] == "done") == [
         "g-2-f0.25-s0", "g-2-f1-s0", "g0-f0.25-s0", "g0-f1-s0"]
+
+
+def test_a_schedule_no_point_could_train_with_fails_the_sweep_at_once(tmp_path):
+    with pytest.raises(ValueError, match="warm-up needs"):  # plateau changes the lr by epoch: no warm-up
+        SweepArgs(data=str(tmp_path), out=str(tmp_path / "sweep"), warmup_fraction=0.1)
+    with pytest.raises(ValueError, match="not both"):
+        SweepArgs(data=str(tmp_path), out=str(tmp_path / "sweep"), schedule="cosine", warmup_steps=5,
+                  warmup_fraction=0.1)
