@@ -107,6 +107,12 @@ class SynthArgs(SynthConfig):
         difficulty: weight of the structure only capacity captures (item-to-item transitions, order and time-gap
             effects, profile x behaviour interactions; 0 = the plain world; the Bayes AUC stays the ceiling).
             Default: 0.
+        taste_weight: weight of the latent-taste term, a bilinear item-to-history term whose directions have a
+            power-law spectrum, so that wider models keep capturing more of it (0 = off; the scaling-law world).
+            Default: 0.
+        taste_dims: latent taste dimensions K. Default: 256.
+        taste_decay: spectrum exponent a (> 0.5): direction k weighs k^(-a), and a model holding the top e
+            directions misses about e^(1 - 2a) of the term. Default: 0.75.
         block_users: users held in memory at once. Default: 20000.
     """
 

@@ -18,8 +18,19 @@ category or its neighbours, clicks counting 1 and views 0.25.
                   + gain[age, gender] * w_aff * affinity)        profile x behaviour interaction
 
 with a share 0.15·d of exposures drawn from the last clicked item's two follow-ups, so the pairs are
-seen often enough to be learnt. Memorising the transition pairs grows with the item count, so bigger
-models keep improving where the category-level world saturates; d = 0 is the plain world. Everything a model needs is in the
+seen often enough to be learnt. d = 0 is the plain world. The transition relation is random (full rank):
+an item embedding of width e holds about e / items of it, so every grade in reach misses nearly all of
+it alike (measured: no size law on that world, docs/RESULTS.md).
+
+``taste_weight`` w > 0 plants structure with a power-law spectrum, the kind a size law comes from: every
+item has a latent taste vector z_i ~ N(0, I_K), and
+
+    logit += w * sum_k lam_k * h_k * z_target,k,   h = sum of z_j over the clicks among the last 10 events / (n + 1)
+
+with lam_k ∝ k^(-taste_decay) (sum of lam_k^2 = 1). A model whose item embedding has width e can hold
+at most the top e directions, so the share of the term it misses falls as a power of e (about
+e^(1 - 2 taste_decay) for K >> e): wider grades keep gaining, and more rows let them learn weaker
+directions. Everything a model needs is in the
 features (history with actions and timestamps, profile, device, hour, item id), so the AUC of the
 true probabilities is the Bayes ceiling; a sequence-blind model cannot see the recency effect.
 
@@ -45,6 +56,7 @@ from suan.utils.config import Config, require
 from suan.utils.provenance import provenance
 
 N_AGE, N_GENDER, N_REGION, N_DEVICE, N_SLOTS = 5, 2, 8, 3, 3
+TASTE_WINDOW = 10  # events whose clicks make up the taste vector h (inside every grade's L of 20 or more)
 EPOCH_START = 1_704_067_200  # 2024-01-01 00:00:00 UTC
 
 
@@ -63,6 +75,10 @@ class SynthConfig(Config):
         drift: per-event probability that one interest slot is redrawn. Default: 0.1.
         difficulty: weight of the capacity-hungry structure (item-to-item transitions, order and time-gap
             effects, profile x behaviour interactions); 0 = the plain category-level world. Default: 0.
+        taste_weight: weight w of the latent-taste term with a power-law spectrum (0 = off). Default: 0.
+        taste_dims: latent taste dimensions K. Default: 256.
+        taste_decay: spectrum exponent a, lam_k ∝ k^(-a); the missed share falls about as e^(1 - 2a) with the
+            embedding width e, so a must exceed 0.5. Default: 0.75.
         block_users: users generated (and held in memory) at once. Default: 20000.
     """
 
@@ -75,6 +91,9 @@ class SynthConfig(Config):
     recency_hours: float = 6.0
     drift: float = 0.1
     difficulty: float = 0.0
+    taste_weight: float = 0.0
+    taste_dims: int = 256
+    taste_decay: float = 0.75
     block_users: int = 20000
 
     def validate(self) -> None:
@@ -85,6 +104,9 @@ class SynthConfig(Config):
         require(self.recency_hours > 0, "recency_hours must be > 0")
         require(0 <= self.drift <= 1, "drift must be in [0, 1]")
         require(0 <= self.difficulty <= 4, "difficulty must be in [0, 4]")
+        require(0 <= self.taste_weight <= 20, "taste_weight must be in [0, 20]")
+        require(1 <= self.taste_dims <= 4096, "taste_dims must be in [1, 4096]")
+        require(self.taste_decay > 0.5, "taste_decay must be > 0.5 (at 0.5 or below the spectrum is not summable)")
         require(self.block_users >= 1, "block_users must be >= 1")
 
 
@@ -104,6 +126,7 @@ class World:
     bias: float
     follow_ups: np.ndarray  # [I, 2] items that follow a click on item i (difficulty > 0)
     affinity_gain: np.ndarray  # [N_AGE, N_GENDER] profile x behaviour interaction (difficulty > 0)
+    taste: np.ndarray  # [I, K] latent taste z_i scaled by sqrt(lam_k) on both sides of the bilinear term
 
 
 def make_world(cfg: SynthConfig) -> World:
@@ -126,7 +149,16 @@ def make_world(cfg: SynthConfig) -> World:
         # drawn from their own stream so that difficulty 0 reproduces the plain world exactly
         follow_ups=np.random.default_rng([cfg.seed, 3]).integers(0, cfg.items, (cfg.items, 2)),
         affinity_gain=np.random.default_rng([cfg.seed, 4]).uniform(-0.6, 0.6, (N_AGE, N_GENDER)),
+        taste=_taste(cfg),
     )
+
+
+def _taste(cfg: SynthConfig) -> np.ndarray:
+    """z_i * sqrt(lam) [I, K], so that <h, z_target> over these rows is the spectrum-weighted bilinear term."""
+    lam = np.arange(1, cfg.taste_dims + 1, dtype=np.float64) ** -cfg.taste_decay
+    lam /= np.sqrt((lam**2).sum())  # sum lam_k^2 = 1: the term's variance does not depend on K or a
+    z = np.random.default_rng([cfg.seed, 5]).standard_normal((cfg.items, cfg.taste_dims))
+    return z * np.sqrt(lam)
 
 
 class _ItemSampler:
@@ -169,6 +201,11 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
     # per user: last clicked item (-1 none), previous event's category (-1 none), gap to it in seconds
     last_click, prev_cate = np.full(n_users, -1), np.full(n_users, -1)
     gap_s = np.zeros(n_users)
+    # taste: the clicked items among the last TASTE_WINDOW events (a ring indexed by t, -1 = none clicked)
+    # and the running sum of their taste vectors, so each step costs O(users x K), not O(users x W x K)
+    taste_on = cfg.taste_weight > 0
+    recent_click = np.full((n_users, TASTE_WINDOW) if taste_on else (0, 0), -1)
+    h_sum = np.zeros((n_users, cfg.taste_dims) if taste_on else (0, 0))
     for t in range(int(n_ev.max())):
         act = by_len[: int((n_ev > t).sum())]  # users with more than t events: a prefix of by_len
         k = len(act)
@@ -203,10 +240,20 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
             session = (prev_cate[act] == cate) & (gap_s[act] < 1800)
             gain = world.affinity_gain[age[act], gender[act]]
             logit = logit + d * (2.0 * follows + 1.0 * session + gain * cfg.affinity_weight * affinity)
+        if taste_on:
+            n_clicks = (recent_click[act] >= 0).sum(1)
+            h = h_sum[act] / (n_clicks + 1.0)[:, None]  # [k, K]
+            logit = logit + cfg.taste_weight * (h * world.taste[item]).sum(1)
         p = 1.0 / (1.0 + np.exp(-logit))
         label = rng.random(k) < p
         last_click[act] = np.where(label, item, last_click[act])
         prev_cate[act] = cate
+        if taste_on:  # event t - W leaves the window, event t enters it
+            slot = t % TASTE_WINDOW
+            leaving = recent_click[act, slot]
+            h_sum[act] -= np.where(leaving[:, None] >= 0, world.taste[np.maximum(leaving, 0)], 0.0)
+            h_sum[act] += np.where(label[:, None], world.taste[item], 0.0)
+            recent_click[act, slot] = np.where(label, item, -1)
         aff_num[act, cate] += np.where(label, 1.0, 0.25)
         aff_den[act] += 1.0
         at = offsets[act] + t
