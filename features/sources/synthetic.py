@@ -57,6 +57,8 @@ from suan.utils.provenance import provenance
 
 N_AGE, N_GENDER, N_REGION, N_DEVICE, N_SLOTS = 5, 2, 8, 3, 3
 TASTE_WINDOW = 10  # events whose clicks make up the taste vector h (inside every grade's L of 20 or more)
+# item-embedding widths whose ceiling the summary reports (the grade table's 4 ... 192 and beyond)
+CEILING_WIDTHS = (0, 4, 6, 10, 16, 32, 48, 64, 96, 128, 192, 256, 512, 1024)
 EPOCH_START = 1_704_067_200  # 2024-01-01 00:00:00 UTC
 
 
@@ -204,6 +206,8 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
     # taste: the clicked items among the last TASTE_WINDOW events (a ring indexed by t, -1 = none clicked)
     # and the running sum of their taste vectors, so each step costs O(users x K), not O(users x W x K)
     taste_on = cfg.taste_weight > 0
+    widths = [e for e in CEILING_WIDTHS if e < cfg.taste_dims] if taste_on else []
+    loss = np.zeros(len(widths) + 1)  # summed logloss of the click probability without directions > e, then all
     recent_click = np.full((n_users, TASTE_WINDOW) if taste_on else (0, 0), -1)
     h_sum = np.zeros((n_users, cfg.taste_dims) if taste_on else (0, 0))
     for t in range(int(n_ev.max())):
@@ -243,9 +247,14 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
         if taste_on:
             n_clicks = (recent_click[act] >= 0).sum(1)
             h = h_sum[act] / (n_clicks + 1.0)[:, None]  # [k, K]
-            logit = logit + cfg.taste_weight * (h * world.taste[item]).sum(1)
+            by_dim = cfg.taste_weight * np.cumsum(h * world.taste[item], axis=1)  # [k, K]: directions 1..k kept
+            kept = np.stack([by_dim[:, e - 1] if e else np.zeros(k) for e in widths], 1)  # [k, len(widths)]
+            logit = logit + by_dim[:, -1]
         p = 1.0 / (1.0 + np.exp(-logit))
         label = rng.random(k) < p
+        if taste_on:  # what a model holding only the top e directions could predict at best (uncalibrated)
+            partial = logit[:, None] - by_dim[:, -1:] + np.concatenate([kept, by_dim[:, -1:]], 1)
+            loss += np.logaddexp(0.0, np.where(label[:, None], -partial, partial)).sum(0)
         last_click[act] = np.where(label, item, last_click[act])
         prev_cate[act] = cate
         if taste_on:  # event t - W leaves the window, event t enters it
@@ -260,7 +269,8 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
         cols["item"][at], cols["ts"][at], cols["device"][at] = item, ts[act], device
         cols["label"][at], cols["p"][at] = label, p
     user_ids = np.repeat(np.arange(first_user, first_user + n_users), n_ev)
-    return {"events": cols, "user": user_ids, "age": age, "gender": gender, "region": region}
+    return {"events": cols, "user": user_ids, "age": age, "gender": gender, "region": region,
+            "taste_loss": dict(zip([*map(str, widths), "oracle"], loss.tolist(), strict=True)) if taste_on else {}}
 
 
 def _draw_interest(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
@@ -273,11 +283,14 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     """Write ``events/part-*.parquet``, ``users.parquet``, ``items.parquet`` and ``synth.json``.
 
     Returns:
-        A summary: events, users, items, click rate and the oracle AUC over all events.
+        A summary: events, users, items and click rate; with the taste term on, ``taste_ceiling_logloss``: the
+        mean logloss over all events of the true click probability with only the top e taste directions kept
+        (e = 0, 4, 6, ... and "oracle" = all): what an item embedding of width e could reach at most with
+        unlimited rows, so a sweep's grades can be read against their own ceilings.
     """
     world = make_world(cfg)
     sampler = _ItemSampler(world)
-    n_events, n_clicks, profiles = 0, 0, []
+    n_events, n_clicks, profiles, taste_loss = 0, 0, [], {}
     with atomic_dir(out) as tmp:
         (tmp / "events").mkdir()
         starts = range(0, cfg.users, cfg.block_users)
@@ -291,6 +304,7 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
             pq.write_table(table, tmp / "events" / f"part-{part:05d}.parquet", row_group_size=1 << 18)
             n_events += len(ev["item"])
             n_clicks += int(ev["label"].sum())
+            taste_loss = {k: taste_loss.get(k, 0.0) + v for k, v in blk["taste_loss"].items()}
             profiles.append(pl.DataFrame({"user_id": np.arange(first, first + len(blk["age"])),
                                           "age": blk["age"], "gender": blk["gender"], "region": blk["region"]}))
         pl.concat(profiles).write_parquet(tmp / "users.parquet")
@@ -298,6 +312,8 @@ def generate(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
                       "popularity": world.item_pop, "quality": world.item_quality}).write_parquet(tmp / "items.parquet")
         summary = {"events": n_events, "users": cfg.users, "items": cfg.items,
                    "click_rate": n_clicks / max(n_events, 1)}
+        if taste_loss:
+            summary["taste_ceiling_logloss"] = {k: round(v / max(n_events, 1), 5) for k, v in taste_loss.items()}
         meta = {"config": cfg.to_dict(), "summary": summary, **provenance()}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     return summary

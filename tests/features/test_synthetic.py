@@ -90,3 +90,18 @@ def test_the_taste_spectrum_decays_as_configured():
     slope = np.polyfit(np.log(np.arange(1, 65)), np.log(var), 1)[0]
     assert slope == pytest.approx(-0.75, abs=0.08)
     assert (var**2).sum() == pytest.approx(1.0, rel=0.1)  # sum lam_k^2 = 1: the weight alone sets the term's size
+
+
+def test_the_summary_gives_each_widths_ceiling_falling_to_the_oracle(tmp_path):
+    cfg = SynthConfig(users=300, items=200, categories=10, events_per_user=20, seed=6, taste_weight=3.0,
+                      taste_dims=64)
+    ceiling = generate(cfg, tmp_path / "w", progress=False)["taste_ceiling_logloss"]
+    ev = pl.read_parquet(tmp_path / "w" / "events")
+    p, y = np.clip(ev["p_true"].to_numpy().astype(np.float64), 1e-7, 1 - 1e-7), ev["label"].to_numpy()
+    oracle = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert ceiling["oracle"] == pytest.approx(oracle, rel=1e-4)  # every direction kept: the true probability
+    by_width = [ceiling[k] for k in ceiling if k != "oracle"]
+    assert list(ceiling)[:3] == ["0", "4", "6"] and "64" not in ceiling  # widths below K only
+    assert all(a > b for a, b in zip(by_width, [*by_width[1:], ceiling["oracle"]], strict=True))  # each width sees more
+    assert by_width[0] - ceiling["oracle"] > 0.05  # the term is worth learning
+    assert "taste_ceiling_logloss" not in generate(cfg.replace(taste_weight=0.0), tmp_path / "p", progress=False)
