@@ -53,7 +53,7 @@ def run_point(args: SweepArgs, sweep: Path, grade: int, fraction: float, seed: i
                       bucket_by_length=args.bucket_by_length, mlflow_uri=uri, experiment=f"sweep-{sweep.name}",
                       progress=False, resume=(run / "checkpoints" / "last.ckpt").exists())
     start = time.perf_counter()
-    entry = point_entry(grade, fraction, seed, run, seq_len, lr)
+    entry = {**point_entry(grade, fraction, seed, run, seq_len, lr), "lr": lr or args.lr}
     try:
         mark_done(entry, run_train(train), peak)
     except Exception as exc:  # noqa: BLE001 - a failed point is recorded, the sweep goes on

@@ -33,12 +33,18 @@ SELECT_ON = "valid_logloss"  # a searched learning rate is chosen on valid, neve
 
 def sweep_points(manifest: dict) -> list[dict]:
     """Finished points averaged over seeds: grade, length set, fraction, axes, metrics, seeds, wall seconds."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, dict[int, dict]] = {}
+    sweep_lr = manifest.get("config", {}).get("lr", 0.0)
     for p in manifest["points"].values():
         if p.get("status") == "done":
-            groups.setdefault((p["grade"], p.get("seq_len_set", 0), p["fraction"], p.get("lr_set", 0.0)), []).append(p)
+            # lr_set 0 is "the sweep's --lr": resolved to the rate it trained at, so a point of a study at the
+            # default rate and the same cell's points of a study searching --lrs draw one loss-vs-lr curve
+            lr = p.get("lr") or p.get("lr_set") or sweep_lr
+            cell = groups.setdefault((p["grade"], p.get("seq_len_set", 0), p["fraction"], lr), {})
+            cell.setdefault(p["seed"], p)  # one point per seed: two studies may both have trained it
     out = []
-    for (grade, seq_len_set, fraction, lr_set), runs in sorted(groups.items()):
+    for (grade, seq_len_set, fraction, lr_set), by_seed in sorted(groups.items()):
+        runs = list(by_seed.values())
         # manifests written before the encoder/head split and the recorded L: dense parameters, L unknown
         m = [{"params_encoder": r["metrics"].get("params_dense", np.nan), "seq_len": float("nan"), **r["metrics"]}
              for r in runs]

@@ -158,6 +158,27 @@ def test_a_searched_learning_rate_is_chosen_per_grade_on_valid_never_on_test(tmp
     assert (tmp_path / "plots" / "lr_search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_default_rate_point_joins_the_searched_rates_of_its_cell(tmp_path):
+    """A size study at the sweep's --lr (lr_set 0) and a later study searching --lrs on the same folder: the
+    point at the default rate is the middle of each grade's loss-vs-lr curve, and a point both studies
+    trained counts once (one seed)."""
+    points = {}
+    for g in range(4):
+        n = 1e4 * 4**g
+        for lr in (0.0, 3e-4, 3e-3, 1e-3):  # 0.0: the size study's point; 1e-3 again: the search's own
+            metrics = {"params_encoder": n, "flops_per_sample": 30 * n, "train_samples": 1e6,
+                       "valid_logloss": 0.5 + 2.0 / n**0.3 + (0.0 if lr in (0.0, 1e-3) else 0.01),
+                       "test_logloss": 0.5 + 2.0 / n**0.3, "test_auc": 0.7}
+            entry = {"grade": g, "fraction": 1.0, "seed": 0, "lr_set": lr, "status": "done", "wall_s": 1.0,
+                     "metrics": metrics}
+            points[point_name(g, 1.0, 0, lr=lr) + ("-again" if lr == 1e-3 else "")] = entry
+    (tmp_path / "manifest.json").write_text(json.dumps({"points": points, "config": {"lr": 1e-3}}))
+    result = fit_sweep(tmp_path, n_bootstrap=0)
+    assert {p["grade"]: (p["lr_set"], p["seeds"]) for p in result["points"]} == {g: (1e-3, 1) for g in range(4)}
+    assert sorted({p["lr_set"] for p in result["lr_search"]}) == [3e-4, 1e-3, 3e-3]
+    assert len(result["lr_search"]) == 12  # three rates a grade, the default rate's two points as one
+
+
 def test_points_their_budget_ended_are_named_and_the_others_are_not(tmp_path):
     manifest = json.loads((_manifest(tmp_path, grades=4, fractions=(1.0,)) / "manifest.json").read_text())
     for point in manifest["points"].values():
