@@ -46,6 +46,8 @@ class DemoArgs(Config):
             leads every baseline by more than one test AUC's precision, but models train to the epoch budget:
             ~11.5 minutes on 2 cores with the online distillation stage (stop 28), not yet timed with the
             offline one, against ~7.5 for the default world. Default: 0.
+        taste_weight: weight of the synthetic world's latent-taste term, whose power-law spectrum rewards wider
+            models (``suan data synth --taste-weight``; 0 = off). Default: 0.
         sweep_grades: the mini scaling sweep's size axis, each grade trained on all the data (four or more fit a
             size law; empty = skip the sweep). ``-3,-2,-1,0`` adds about 4 minutes on 2 cores and, measured on
             one seed at difficulty 1 and 2, gives a step, not yet a law (docs/RESULTS.md). Default: 0.
@@ -66,6 +68,7 @@ class DemoArgs(Config):
     max_seq_len: int = 30
     seed: int = 0
     difficulty: float = 0.0
+    taste_weight: float = 0.0
     models: tuple[str, ...] = ("suan", "dnn", "din", "bst")
     grade: int = 0
     epochs: int = 6
@@ -78,6 +81,7 @@ class DemoArgs(Config):
 
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
+        require(0 <= self.taste_weight <= 20, "taste_weight must be in [0, 20]")
         require(self.distill_epochs >= 1 and self.batch_size >= 1, "distill_epochs and batch_size must be >= 1")
         require(all(g in GRADES for g in self.sweep_grades), "sweep grades must be in the grade table")
         require(self.distill_mode in ("offline", "online"), "distill_mode must be offline or online")

@@ -28,7 +28,7 @@ def run_demo(args: DemoArgs) -> dict:
     out = Path(args.out)
     print(f"[1/6] generating synthetic events → {out / 'synthetic'}")
     summary = generate(SynthConfig(users=args.users, events_per_user=args.events_per_user, seed=args.seed,
-                                   difficulty=args.difficulty),
+                                   difficulty=args.difficulty, taste_weight=args.taste_weight),
                        out / "synthetic")
     print(f"      {summary['events']:,} events, {summary['users']:,} users, click rate {summary['click_rate']:.3f}")
     print(f"[2/6] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
