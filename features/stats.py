@@ -39,7 +39,10 @@ def split_stats(split_dir: Path, fmap: FeatureMap) -> dict:
     }
     if has_oracle:
         known = df.filter(pl.col("oracle_p").is_not_nan())
-        out["oracle_auc"] = auc(known["label"].to_numpy(), known["oracle_p"].to_numpy())
+        y, prob = known["label"].to_numpy(), np.clip(known["oracle_p"].to_numpy().astype(np.float64), 1e-7, 1 - 1e-7)
+        out["oracle_auc"] = auc(y, prob)
+        # the Bayes logloss: a floor no model's logloss on this split can beat (scaling fits are bounded by it)
+        out["oracle_logloss"] = float(-np.mean(y * np.log(prob) + (1 - y) * np.log1p(-prob)))
     return out
 
 

@@ -24,6 +24,9 @@ How the fit is done, and why:
   from the few starts with the lowest Huber cost and the lowest final cost wins.
 - Extrapolation check: refit without the points at the largest value of each axis (largest x, or
   largest N and separately largest D) and compare the refit's prediction with the held-out points.
+- A known floor: where the data's Bayes limit is known (a synthetic world's oracle), ``floor`` is the
+  least logloss (or 1 - AUC) any model can reach, and the law is fitted as ``floor + E' + A * x**(-alpha)``
+  with ``E' >= 0``: a law that runs below what the data allows cannot come out of it.
 - Bootstrap: points resampled with replacement (seeded ``numpy.random.Generator``), each resample refitted
   from the full-data optimum, percentile interval per coefficient. Resamples that cannot identify the
   law (fewer than 3 distinct values on an axis, or fewer distinct points than parameters) are redrawn,
@@ -118,6 +121,7 @@ class PowerLawFit:
         n_points: number of points fitted.
         huber_delta: Huber threshold on log residuals; None for plain least squares.
         extrapolation: one check per axis that had enough distinct values to hold its largest out.
+        floor: the known least logloss (or 1 - AUC) of the data, below which E is never fitted; 0 = unknown.
     """
 
     metric: Metric
@@ -129,6 +133,7 @@ class PowerLawFit:
     n_points: int
     huber_delta: float | None
     extrapolation: tuple[ExtrapolationCheck, ...]
+    floor: float = 0.0
 
     @property
     def form(self) -> str:
@@ -138,7 +143,7 @@ class PowerLawFit:
     @property
     def coefficients(self) -> dict[str, float]:
         """Named coefficients: E or AUC_inf, log_A, alpha and, joint, log_B, beta."""
-        return _named(self.metric, self.params)
+        return _named(self.metric, self.params, self.floor)
 
     @property
     def ci(self) -> dict[str, tuple[float, float]]:
@@ -147,7 +152,7 @@ class PowerLawFit:
             return {name: (float("nan"), float("nan")) for name in self.coefficients}
         q = 50.0 * (1.0 - self.ci_level)
         lo, hi = np.percentile(self.bootstrap_params, [q, 100.0 - q], axis=0)
-        lo_named, hi_named = _named(self.metric, lo), _named(self.metric, hi)
+        lo_named, hi_named = _named(self.metric, lo, self.floor), _named(self.metric, hi, self.floor)
         # AUC_inf = 1 - E flips the interval ends
         return {k: (min(lo_named[k], hi_named[k]), max(lo_named[k], hi_named[k])) for k in lo_named}
 
@@ -160,7 +165,7 @@ class PowerLawFit:
         Returns:
             The predicted logloss or AUC, broadcast shape of xs.
         """
-        return _predict(self.metric, self.params, xs)
+        return _predict(self.metric, self.params, xs, self.floor)
 
     def prediction_band(self, *xs: ArrayLike, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise percentile band of the bootstrap predictions.
@@ -176,7 +181,7 @@ class PowerLawFit:
             pred = self.predict(*xs)
             return pred, pred
         q = 50.0 * (1.0 - (self.ci_level if level is None else level))
-        preds = np.stack([_predict(self.metric, p, xs) for p in self.bootstrap_params])
+        preds = np.stack([_predict(self.metric, p, xs, self.floor) for p in self.bootstrap_params])
         lo, hi = np.percentile(preds, [q, 100.0 - q], axis=0)
         return lo, hi
 
@@ -201,12 +206,13 @@ class PowerLawFit:
             "extrapolation": [c.to_dict() for c in self.extrapolation],
             "at_bound": self.at_bound,
             "floor_at_zero": self.floor_at_zero,
+            "known_floor": self.floor,
         }
 
     @property
     def floor_at_zero(self) -> bool:
-        """The fitted floor (E, or 1 - AUC_inf) went to ~0: the points show no saturation, so the law is a
-        pure power law over the observed range and says nothing about where the metric levels off."""
+        """The fitted floor (E, or 1 - AUC_inf) went to ~0, or to the known ``floor``: the points show no
+        saturation above it, so the law says nothing about where the metric levels off in between."""
         return bool(np.exp(self.params[0]) < FLOOR_EPS)
 
     @property
@@ -287,6 +293,7 @@ def fit_axis(
     huber_delta: float | None = 1e-3,
     exponent_grid: Sequence[float] = DEFAULT_EXPONENT_GRID,
     seed: int | np.random.Generator = 0,
+    floor: float = 0.0,
 ) -> PowerLawFit:
     """Fit ``E + A * x**(-alpha)`` (logloss) or ``AUC_inf - A * x**(-alpha)`` (AUC) along one axis.
 
@@ -300,6 +307,8 @@ def fit_axis(
         huber_delta: Huber threshold on log residuals; None for plain least squares. Default: 1e-3.
         exponent_grid: starting exponents. Default: ``DEFAULT_EXPONENT_GRID``.
         seed: seed or Generator for the bootstrap. Default: 0.
+        floor: the data's known least logloss (or 1 - AUC), e.g. the Bayes limit of a synthetic world; E is
+            fitted above it. Default: 0 (unknown).
 
     Returns:
         The fit, with intervals, R² and the held-out-largest-x extrapolation check (left out when fewer
@@ -310,7 +319,7 @@ def fit_axis(
             fewer than 4 distinct x (3 parameters need at least one spare point).
     """
     return _fit(metric, (axis,), [x], y, n_bootstrap=n_bootstrap, ci_level=ci_level, huber_delta=huber_delta,
-                exponent_grid=exponent_grid, seed=seed)
+                exponent_grid=exponent_grid, seed=seed, floor=floor)
 
 
 def fit_joint(
@@ -325,6 +334,7 @@ def fit_joint(
     huber_delta: float | None = 1e-3,
     exponent_grid: Sequence[float] = DEFAULT_EXPONENT_GRID,
     seed: int | np.random.Generator = 0,
+    floor: float = 0.0,
 ) -> PowerLawFit:
     """Fit ``E + A / N**alpha + B / D**beta`` (or its AUC mirror) over a grid of (N, D) runs.
 
@@ -339,6 +349,7 @@ def fit_joint(
         huber_delta: Huber threshold on log residuals; None for plain least squares. Default: 1e-3.
         exponent_grid: starting exponents, every (alpha, beta) pair is tried. Default: ``DEFAULT_EXPONENT_GRID``.
         seed: seed or Generator for the bootstrap. Default: 0.
+        floor: the data's known least logloss (or 1 - AUC); E is fitted above it. Default: 0 (unknown).
 
     Returns:
         The fit, with intervals, R² and two extrapolation checks (largest N held out, largest D held out;
@@ -349,7 +360,7 @@ def fit_joint(
             than 3 distinct values of N or of D, or fewer than 6 distinct (N, D) points.
     """
     return _fit(metric, axes, [n, d], y, n_bootstrap=n_bootstrap, ci_level=ci_level, huber_delta=huber_delta,
-                exponent_grid=exponent_grid, seed=seed)
+                exponent_grid=exponent_grid, seed=seed, floor=floor)
 
 
 def compute_optimal(fit: PowerLawFit, flops: float, *, flops_per_param_sample: float = 6.0) -> ComputeOptimal:
@@ -452,20 +463,27 @@ def _fit(
     huber_delta: float | None,
     exponent_grid: Sequence[float],
     seed: int | np.random.Generator,
+    floor: float = 0.0,
 ) -> PowerLawFit:
     """Validate, fit from the grid, bootstrap and run the extrapolation checks."""
     logx, y = _validate(metric, axes, xs, y)
+    if not (np.isfinite(floor) and floor >= 0):
+        raise ValueError(f"floor must be finite and >= 0, got {floor}")
+    if not (_to_err(metric, y) > floor).all():
+        what = "logloss" if metric == "logloss" else "1 - AUC"
+        raise ValueError(f"every measured {what} must lie above the known floor {floor:.6g} (the data's Bayes "
+                         f"limit): got {_to_err(metric, y).min():.6g}; is the floor of another split?")
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if huber_delta is not None and not huber_delta > 0:
         raise ValueError(f"huber_delta must be > 0 or None, got {huber_delta}")
-    logv = np.log(_to_err(metric, y))
+    logv = np.log(_to_err(metric, y) - floor)  # the part of the metric the law explains above the floor
     params = solve(logx, logv, huber_delta, exponent_grid)
     if not np.isfinite(params).all():
         raise RuntimeError(f"scaling fit of {metric} over {axes} did not converge")
-    ss_res = float(np.sum((y - _predict(metric, params, list(np.exp(logx.T)))) ** 2))
+    ss_res = float(np.sum((y - _predict(metric, params, list(np.exp(logx.T)), floor)) ** 2))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     boot = bootstrap(logx, logv, params, huber_delta, n_bootstrap, np.random.default_rng(seed))
     checks = []
@@ -475,13 +493,13 @@ def _fit(
             refit = solve(logx[~held], logv[~held], huber_delta, exponent_grid)
             checks.append(ExtrapolationCheck(
                 axis=name, held_out_value=float(np.exp(logx[held, j][0])),
-                predicted=tuple(_predict(metric, refit, list(np.exp(logx[held].T))).tolist()),
+                predicted=tuple(_predict(metric, refit, list(np.exp(logx[held].T)), floor).tolist()),
                 observed=tuple(y[held].tolist()),
             ))
     return PowerLawFit(
         metric=metric, axes=tuple(axes), params=params, bootstrap_params=boot, ci_level=ci_level,
         r2=1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"), n_points=len(y), huber_delta=huber_delta,
-        extrapolation=tuple(checks),
+        extrapolation=tuple(checks), floor=float(floor),
     )
 
 
@@ -520,15 +538,16 @@ def _to_err(metric: Metric, y: np.ndarray) -> np.ndarray:
     return y if metric == "logloss" else 1.0 - y
 
 
-def _predict(metric: Metric, params: np.ndarray, xs: Sequence[ArrayLike]) -> np.ndarray:
-    """Metric predicted from raw parameters for one array per axis."""
-    err = np.exp(log_predict(params, [np.log(np.asarray(x, dtype=np.float64)) for x in xs]))
+def _predict(metric: Metric, params: np.ndarray, xs: Sequence[ArrayLike], floor: float = 0.0) -> np.ndarray:
+    """Metric predicted from raw parameters for one array per axis (``floor`` added to logloss or 1 - AUC)."""
+    err = floor + np.exp(log_predict(params, [np.log(np.asarray(x, dtype=np.float64)) for x in xs]))
     return err if metric == "logloss" else 1.0 - err
 
 
-def _named(metric: Metric, p: np.ndarray) -> dict[str, float]:
-    """Raw parameter vector -> named coefficients."""
-    out = {"E": float(np.exp(p[0]))} if metric == "logloss" else {"AUC_inf": float(1.0 - np.exp(p[0]))}
+def _named(metric: Metric, p: np.ndarray, floor: float = 0.0) -> dict[str, float]:
+    """Raw parameter vector -> named coefficients (E includes the known ``floor``)."""
+    e = floor + float(np.exp(p[0]))
+    out = {"E": e} if metric == "logloss" else {"AUC_inf": 1.0 - e}
     names = [("log_A", "alpha"), ("log_B", "beta")]
     for j in range((len(p) - 1) // 2):
         out[names[j][0]], out[names[j][1]] = float(p[1 + 2 * j]), float(p[2 + 2 * j])

@@ -140,7 +140,7 @@ def plot_joint_contours(
     gd = np.geomspace(d.min() / 3, d.max() * 3, 150)
     nn, dd = np.meshgrid(gn, gd)  # [150, 150] rows follow D
     z = fit.predict(nn, dd)
-    floor = float(np.exp(fit.params[0])) if fit.metric == "logloss" else 1.0 - float(np.exp(fit.params[0]))
+    floor = fit.coefficients["E"] if fit.metric == "logloss" else fit.coefficients["AUC_inf"]
     gap = np.abs(z - floor)
     levels = np.sort(floor + np.sign(z.mean() - floor) * np.geomspace(gap.min(), gap.max(), n_levels))
     fig = Figure(figsize=(8.0, 6.0), dpi=dpi)

@@ -111,7 +111,9 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
         raise FileNotFoundError(errno.ENOENT, "no finished sweep point to fit: run `suan scale sweep --out` this "
                                 "folder first (a running sweep adds each point as it finishes)", str(sweep / MANIFEST))
     points, searched = tune_lr(sweep_points(manifest))
-    result: dict = {"points": points, "lr_search": searched, "per_axis": {}, "joint": {}, "compute_optimal": {}}
+    floors = known_floors(manifest)
+    result: dict = {"points": points, "lr_search": searched, "per_axis": {}, "joint": {}, "compute_optimal": {},
+                    "known_floor": floors}
     if searched:
         plot_lr_curves(searched, out / "plots" / "lr_search.png")
     for metric, key in METRICS.items():
@@ -126,7 +128,8 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
             keep = x <= bend["best_x"] if bend else np.ones(len(x), dtype=bool)
             try:
                 # fit_axis refuses fewer than 4 distinct x: 3 points would be interpolated, not fitted
-                fit = fit_axis(x[keep], y[keep], metric=metric, axis=axis, n_bootstrap=n_bootstrap)
+                fit = fit_axis(x[keep], y[keep], metric=metric, axis=axis, n_bootstrap=n_bootstrap,
+                               floor=floors.get(metric, 0.0))
             except ValueError as exc:
                 values = len(set(x[keep].tolist()))
                 result["per_axis"][name] = {"skipped": f"{exc} (have {values} values of "
@@ -136,10 +139,22 @@ def fit_sweep(sweep: str | Path, out: str | Path | None = None, n_bootstrap: int
             result["per_axis"][name] = {**fit.to_dict(), "bend": bend}
             plot_axis_fit(fit, x, y, out / "plots" / f"{name}.png", color_by=[p["fraction"] for p in sub],
                           x_label=label, title=f"{metric} vs {label}")
-        _joint(points, metric, key, out, n_bootstrap, result)
+        _joint(points, metric, key, out, n_bootstrap, result, floors.get(metric, 0.0))
     (out / "scaling_fit.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "report.md").write_text(render_report(result) + "\n")
     return result
+
+
+def known_floors(manifest: dict) -> dict[str, float]:
+    """The sweep data's Bayes limit on the test split, where its ``stats.json`` records one (a synthetic world's
+    oracle): ``{"logloss": least logloss, "auc": 1 - oracle AUC}``, the floors no fitted law may run below;
+    empty when the data has no oracle or its folder is not found from here."""
+    stats = Path(manifest.get("config", {}).get("data", "")) / "stats.json"
+    if not stats.is_file():
+        return {}
+    test = json.loads(stats.read_text()).get("splits", {}).get("test", {})
+    floors = {"logloss": test.get("oracle_logloss"), "auc": 1.0 - test["oracle_auc"] if "oracle_auc" in test else None}
+    return {k: float(v) for k, v in floors.items() if v is not None}
 
 
 def why_axis_skipped(values: int, axis: str, bend: dict | None) -> str:
@@ -154,13 +169,15 @@ def why_axis_skipped(values: int, axis: str, bend: dict | None) -> str:
             "at least 4 points to be a fit rather than a curve drawn through them")
 
 
-def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: int, result: dict) -> None:
+def _joint(points: list[dict], metric: str, key: str, out: Path, n_bootstrap: int, result: dict,
+           floor: float = 0.0) -> None:
     points = _own_lengths(points) if points else points
     n = np.array([p["params_encoder"] for p in points])
     d = np.array([p["train_samples"] for p in points])
     y = np.array([p[key] for p in points])
     try:
-        fit = fit_joint(n, d, y, metric=metric, axes=("params_encoder", "train_samples"), n_bootstrap=n_bootstrap)
+        fit = fit_joint(n, d, y, metric=metric, axes=("params_encoder", "train_samples"), n_bootstrap=n_bootstrap,
+                        floor=floor)
     except ValueError as exc:
         sizes, datas = len(set(n.tolist())), len(set(d.tolist()))
         result["joint"][metric] = {"skipped": f"{exc} (have {sizes} model sizes, {datas} data sizes)",
@@ -197,6 +214,11 @@ def render_report(result: dict) -> str:
                      f"{100 * p.get('mfu', float('nan')):.2f} % |")
     lines += ["", *(f"![measured {m}](plots/sweep_{m}.png)" for m in METRICS)]
     lines += _budget_lines(result["points"])
+    floor = result.get("known_floor", {})
+    if floor:
+        known = ", ".join(f"{m} {v if m == 'logloss' else 1 - v:.4f}" for m, v in floor.items())
+        lines += ["", f"**The data's Bayes limit on test** (its oracle): {known}. Every law of these metrics is "
+                  "fitted within it (E ≥ that logloss, AUC_inf ≤ that AUC): none may promise what the data cannot give."]
     lines += _lr_lines(result.get("lr_search", []))
     for section, fits in (("Per-axis fits", result["per_axis"]), ("Joint fits", result["joint"])):
         lines += ["", f"## {section}", ""]
@@ -213,7 +235,10 @@ def render_report(result: dict) -> str:
             if fit.get("at_bound"):
                 lines.append(f"  - **no power law identified**: {', '.join(fit['at_bound'])} at the edge of the "
                              "exponent search, or its bootstrap interval spans > 2 orders of magnitude")
-            if fit.get("floor_at_zero"):
+            if fit.get("floor_at_zero") and fit.get("known_floor"):
+                lines.append("  - floor at the data's Bayes limit: no saturation above it in these points; the law "
+                             "describes the observed range only")
+            elif fit.get("floor_at_zero"):
                 lines.append("  - floor not identified (→ 0): no saturation in these points; the law describes the "
                              "observed range only")
             for coef, value in fit["coefficients"].items():

@@ -99,6 +99,9 @@ def test_oracle_auc_is_recorded_as_the_ceiling(tiny_synthetic):
     test = pl.read_parquet(tiny_synthetic / "data" / "test")
     assert stats["splits"]["test"]["oracle_auc"] == pytest.approx(auc(test["label"].to_numpy(),
                                                                        test["oracle_p"].to_numpy()))
+    y, prob = test["label"].to_numpy(), test["oracle_p"].to_numpy().astype(np.float64)
+    bayes = -np.mean(y * np.log(prob) + (1 - y) * np.log(1 - prob))
+    assert stats["splits"]["test"]["oracle_logloss"] == pytest.approx(bayes, rel=1e-6)
 
 
 def test_popularity_auc_ranks_candidates_by_their_training_clicks(tiny_synthetic):

@@ -270,3 +270,30 @@ def test_compute_optimal_interval_brackets_the_point_and_narrows_with_cleaner_da
         assert ci["n_opt"][0] <= point.n_opt <= ci["n_opt"][1] and ci["d_opt"][0] <= point.d_opt <= ci["d_opt"][1]
         widths.append(np.log(ci["n_opt"][1] / ci["n_opt"][0]))
     assert widths[1] < widths[0]  # five times less noise, a narrower interval
+
+
+def test_a_known_floor_keeps_the_law_above_the_bayes_limit():
+    """Points of a pure power law over the data's Bayes limit (the floor is reached only at infinite size),
+    few and noisy: with the floor known the law never runs below it, at any size, nor in any resample."""
+    x = np.geomspace(3e3, 2e5, 5)
+    rng = np.random.default_rng(3)
+    floor = 0.40
+    y = (floor + 0.9 * x**-0.2) * np.exp(rng.normal(0, 2e-3, x.size))
+    fit = fit_axis(x, y, n_bootstrap=40, floor=floor)
+    assert fit.coefficients["E"] >= floor and fit.ci["E"][0] >= floor
+    far = fit.predict(np.geomspace(1e6, 1e15, 10))
+    assert (far >= floor).all()
+    lo, _ = fit.prediction_band(np.geomspace(1e6, 1e15, 10))
+    assert (lo >= floor).all()
+    assert fit.to_dict()["known_floor"] == floor
+    assert fit.coefficients["alpha"] == pytest.approx(0.2, rel=0.35)  # the exponent of the excess above it
+    auc = fit_axis(x, 0.86 - (y - floor), metric="auc", n_bootstrap=0, floor=1 - 0.86)  # AUC mirrors logloss
+    assert auc.coefficients["AUC_inf"] <= 0.86 + 1e-12
+
+
+def test_a_point_below_the_known_floor_is_refused_naming_it():
+    x = np.geomspace(1e4, 1e6, 5)
+    with pytest.raises(ValueError, match="above the known floor 0.5"):
+        fit_axis(x, 0.45 + 0.1 * x**-0.3, floor=0.5)
+    with pytest.raises(ValueError, match="floor must be finite and >= 0"):
+        fit_axis(x, 0.45 + 0.1 * x**-0.3, floor=-0.1)

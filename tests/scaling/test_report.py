@@ -179,6 +179,26 @@ def test_a_default_rate_point_joins_the_searched_rates_of_its_cell(tmp_path):
     assert len(result["lr_search"]) == 12  # three rates a grade, the default rate's two points as one
 
 
+def test_the_datas_bayes_limit_bounds_every_law_where_its_stats_record_one(tmp_path):
+    """A sweep of a synthetic world: its prepared folder's stats.json gives the test oracle, and no law (per
+    axis or joint, logloss or AUC) is fitted past it; a sweep whose data has no oracle is fitted as before."""
+    (tmp_path / "sweep").mkdir()
+    sweep = _manifest(tmp_path / "sweep", grades=4, fractions=(0.125, 0.25, 0.5, 1.0))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "stats.json").write_text(json.dumps({"splits": {"test": {"oracle_logloss": 0.40, "oracle_auc": 0.92}}}))
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    (sweep / "manifest.json").write_text(json.dumps({**manifest, "config": {"data": str(data), "lr": 1e-3}}))
+    result = fit_sweep(sweep, n_bootstrap=10)
+    assert result["known_floor"] == {"logloss": 0.40, "auc": pytest.approx(0.08)}
+    for fit in (result["per_axis"]["logloss_vs_params_encoder"], result["joint"]["logloss"]):
+        assert fit["coefficients"]["E"] >= 0.40 and fit["ci"]["E"][0] >= 0.40 and fit["known_floor"] == 0.40
+    assert result["joint"]["auc"]["coefficients"]["AUC_inf"] <= 0.92 + 1e-12
+    assert "**The data's Bayes limit on test** (its oracle): logloss 0.4000, auc 0.9200" in render_report(result)
+    (data / "stats.json").unlink()
+    assert fit_sweep(sweep, n_bootstrap=0)["known_floor"] == {}
+
+
 def test_points_their_budget_ended_are_named_and_the_others_are_not(tmp_path):
     manifest = json.loads((_manifest(tmp_path, grades=4, fractions=(1.0,)) / "manifest.json").read_text())
     for point in manifest["points"].values():
