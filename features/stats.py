@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from features.schema import OOV_ID, FeatureMap, Role
-from suan.utils.metrics import auc
+from suan.utils.metrics import auc, logloss
 
 
 def split_stats(split_dir: Path, fmap: FeatureMap) -> dict:
@@ -39,10 +39,10 @@ def split_stats(split_dir: Path, fmap: FeatureMap) -> dict:
     }
     if has_oracle:
         known = df.filter(pl.col("oracle_p").is_not_nan())
-        y, prob = known["label"].to_numpy(), np.clip(known["oracle_p"].to_numpy().astype(np.float64), 1e-7, 1 - 1e-7)
+        y, prob = known["label"].to_numpy(), known["oracle_p"].to_numpy()
         out["oracle_auc"] = auc(y, prob)
         # the Bayes logloss: a floor no model's logloss on this split can beat (scaling fits are bounded by it)
-        out["oracle_logloss"] = float(-np.mean(y * np.log(prob) + (1 - y) * np.log1p(-prob)))
+        out["oracle_logloss"] = logloss(y, prob)
     return out
 
 

@@ -79,9 +79,14 @@ class DemoArgs(Config):
     distill_epochs: int = 3
     batch_size: int = 1024
 
+    def synth_config(self) -> SynthConfig:
+        """The synthetic world the demo generates."""
+        return SynthConfig(users=self.users, events_per_user=self.events_per_user, seed=self.seed,
+                           difficulty=self.difficulty, taste_weight=self.taste_weight)
+
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
-        require(0 <= self.taste_weight <= 20, "taste_weight must be in [0, 20]")
+        self.synth_config()  # the world's own checks (taste_weight, difficulty, ...), once, before any stage runs
         require(self.distill_epochs >= 1 and self.batch_size >= 1, "distill_epochs and batch_size must be >= 1")
         require(all(g in GRADES for g in self.sweep_grades), "sweep grades must be in the grade table")
         require(self.distill_mode in ("offline", "online"), "distill_mode must be offline or online")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from features.prepare import prepare
 from features.protocols import PROTOCOLS
-from features.sources.synthetic import SynthConfig, generate, load_synthetic
+from features.sources.synthetic import generate, load_synthetic
 from features.stats import describe
 from pipelines.args import DemoArgs
 from suan.utils.metrics import auc_standard_error
@@ -27,9 +27,7 @@ from suan.utils.metrics import auc_standard_error
 def run_demo(args: DemoArgs) -> dict:
     out = Path(args.out)
     print(f"[1/6] generating synthetic events → {out / 'synthetic'}")
-    summary = generate(SynthConfig(users=args.users, events_per_user=args.events_per_user, seed=args.seed,
-                                   difficulty=args.difficulty, taste_weight=args.taste_weight),
-                       out / "synthetic")
+    summary = generate(args.synth_config(), out / "synthetic")
     print(f"      {summary['events']:,} events, {summary['users']:,} users, click rate {summary['click_rate']:.3f}")
     print(f"[2/6] preparing (time-split, L={args.max_seq_len}) → {out / 'data'}")
     proto = PROTOCOLS["time-split"].replace(max_seq_len=args.max_seq_len)

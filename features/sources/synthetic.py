@@ -247,13 +247,13 @@ def _block(cfg: SynthConfig, world: World, sampler: _ItemSampler, first_user: in
         if taste_on:
             n_clicks = (recent_click[act] >= 0).sum(1)
             h = h_sum[act] / (n_clicks + 1.0)[:, None]  # [k, K]
-            by_dim = cfg.taste_weight * np.cumsum(h * world.taste[item], axis=1)  # [k, K]: directions 1..k kept
-            kept = np.stack([by_dim[:, e - 1] if e else np.zeros(k) for e in widths], 1)  # [k, len(widths)]
+            # [k, K + 1]: column e is the term with directions 1..e kept (column 0: none, column K: all)
+            by_dim = np.concatenate([np.zeros((k, 1)), cfg.taste_weight * np.cumsum(h * world.taste[item], 1)], 1)
             logit = logit + by_dim[:, -1]
         p = 1.0 / (1.0 + np.exp(-logit))
         label = rng.random(k) < p
         if taste_on:  # what a model holding only the top e directions could predict at best (uncalibrated)
-            partial = logit[:, None] - by_dim[:, -1:] + np.concatenate([kept, by_dim[:, -1:]], 1)
+            partial = logit[:, None] - by_dim[:, -1:] + by_dim[:, [*widths, cfg.taste_dims]]  # [k, widths + 1]
             loss += np.logaddexp(0.0, np.where(label[:, None], -partial, partial)).sum(0)
         last_click[act] = np.where(label, item, last_click[act])
         prev_cate[act] = cate
