@@ -34,6 +34,7 @@ class DemoArgs(Config):
     Args:
         out: working folder. Default: runs/demo.
         users: synthetic users. Default: 2000.
+        items: synthetic items (fewer items, more rows per item embedding). Default: 1000.
         events_per_user: mean events per user. Default: 40.
         max_seq_len: L. Default: 30.
         seed: Default: 0.
@@ -64,6 +65,7 @@ class DemoArgs(Config):
 
     out: str = "runs/demo"
     users: int = 2000
+    items: int = 1000
     events_per_user: int = 40
     max_seq_len: int = 30
     seed: int = 0
@@ -81,7 +83,7 @@ class DemoArgs(Config):
 
     def synth_config(self) -> SynthConfig:
         """The synthetic world the demo generates."""
-        return SynthConfig(users=self.users, events_per_user=self.events_per_user, seed=self.seed,
+        return SynthConfig(users=self.users, items=self.items, events_per_user=self.events_per_user, seed=self.seed,
                            difficulty=self.difficulty, taste_weight=self.taste_weight)
 
     def validate(self) -> None:

@@ -50,3 +50,10 @@ def test_demo_args_name_what_each_distillation_mode_needs():
         DemoArgs(grade=max(GRADES), distill_mode="online")
     with pytest.raises(ValueError, match="offline or online"):
         DemoArgs(distill_mode="sideways")
+
+
+def test_demo_world_takes_the_item_count_and_taste_term():
+    world = DemoArgs(items=250, taste_weight=3.0).synth_config()
+    assert (world.items, world.taste_weight, world.users) == (250, 3.0, DemoArgs().users)
+    with pytest.raises(ValueError):
+        DemoArgs(items=0)  # the world's own check, before any stage runs
