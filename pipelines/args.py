@@ -54,6 +54,11 @@ class DemoArgs(Config):
             one seed at difficulty 1 and 2, gives a step, not yet a law (docs/RESULTS.md). Default: 0.
         sweep_fractions: its data axis, shares of the training rows at ``grade`` (four or more fit a data-size
             law). Default: 0.125,0.25,0.5,1.0.
+        sweep_lr: the sweep points' learning rate. Default: 1e-3 (suan train's).
+        sweep_schedule: the sweep points' schedule; ``cosine`` decays each point's lr over its own epoch budget,
+            so points capped by ``epochs`` end at a small lr instead of wherever a plateau cut fell. The
+            comparison's SUAN run stands for the sweep's full-data point only when both are suan train's.
+            Default: plateau (suan train's).
         distill: run the distillation stage. Default: True.
         distill_mode: ``offline`` distils the SUAN run of the comparison (frozen, nothing trained twice; needs
             ``suan`` among the models) into a LightSUAN student; ``online`` trains a SUAN teacher one grade up
@@ -76,6 +81,8 @@ class DemoArgs(Config):
     epochs: int = 6
     sweep_grades: tuple[int, ...] = (0,)
     sweep_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    sweep_lr: float = 1e-3
+    sweep_schedule: Literal["plateau", "cosine", "constant"] = "plateau"
     distill: bool = True
     distill_mode: Literal["offline", "online"] = "offline"
     distill_epochs: int = 3
@@ -89,6 +96,8 @@ class DemoArgs(Config):
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
         self.synth_config()  # the world's own checks (taste_weight, difficulty, ...), once, before any stage runs
+        require(self.sweep_lr > 0 and self.sweep_schedule in ("plateau", "cosine", "constant"),
+                "sweep_lr must be > 0 and sweep_schedule plateau, cosine or constant")
         require(self.distill_epochs >= 1 and self.batch_size >= 1, "distill_epochs and batch_size must be >= 1")
         require(all(g in GRADES for g in self.sweep_grades), "sweep grades must be in the grade table")
         require(self.distill_mode in ("offline", "online"), "distill_mode must be offline or online")

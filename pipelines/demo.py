@@ -99,12 +99,13 @@ def _mini_sweep(args: DemoArgs, out: Path, suan: dict | None) -> dict:
     # L-shaped: the size axis at all the data, the data axis at the demo's grade (they share its full-data point)
     sweep_args = SweepArgs(data=str(out / "data"), out=str(sweep), grades=args.sweep_grades, seeds=(args.seed,),
                            data_fractions=(1.0,), max_epochs=args.epochs, batch_size=args.batch_size,
-                           mlflow_uri=_mlflow_uri(out))
+                           lr=args.sweep_lr, schedule=args.sweep_schedule, mlflow_uri=_mlflow_uri(out))
     data_axis = sweep_args.replace(grades=(args.grade,), data_fractions=args.sweep_fractions)
     trained = _run_dir(out, "suan")
-    if (suan is not None and (args.grade in args.sweep_grades or 1.0 in args.sweep_fractions)
-            and selected_alike(json.loads((trained / "curve.json").read_text()),
-                               TrainArgs.load(trained / "train_config.yaml").select_on,
+    ran = TrainArgs.load(trained / "train_config.yaml") if suan is not None else None
+    if (ran is not None and (args.grade in args.sweep_grades or 1.0 in args.sweep_fractions)
+            and (ran.lr, ran.schedule) == (sweep_args.lr, sweep_args.schedule)  # a point of the sweep's recipe
+            and selected_alike(json.loads((trained / "curve.json").read_text()), ran.select_on,
                                sweep_args.select_on)):
         # the full-data point at the demo's grade is the SUAN run of stage 3 (same data, grade, epochs, seed,
         # recipe; selected on its own metric, but its curve shows it ran as the sweep's selection would):

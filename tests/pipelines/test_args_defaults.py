@@ -36,6 +36,11 @@ def test_the_demo_trains_at_the_train_batch():
     assert DemoArgs().batch_size == TRAIN_DEFAULTS["batch_size"]
 
 
+def test_the_demo_sweep_trains_at_the_train_recipe_unless_told():
+    demo = DemoArgs()
+    assert (demo.sweep_lr, demo.sweep_schedule) == (TRAIN_DEFAULTS["lr"], TRAIN_DEFAULTS["schedule"])
+
+
 def test_sweeps_train_with_the_train_recipe():
     sweep = {f.name: f.default for f in dataclasses.fields(SweepArgs)}
     for name in ("max_epochs", "batch_size", "lr", "patience"):

@@ -57,3 +57,20 @@ def test_demo_world_takes_the_item_count_and_taste_term():
     assert (world.items, world.taste_weight, world.users) == (250, 3.0, DemoArgs().users)
     with pytest.raises(ValueError):
         DemoArgs(items=0)  # the world's own check, before any stage runs
+
+
+@pytest.mark.slow
+def test_a_demo_sweep_of_another_recipe_trains_its_own_full_data_point(tmp_path):
+    from pipelines.args import TrainArgs
+    from scaling.manifest import load_manifest
+
+    out = tmp_path / "demo"
+    result = run_demo(DemoArgs(out=str(out), users=150, events_per_user=20, models=("suan",), grade=0, epochs=1,
+                               sweep_grades=(0,), sweep_fractions=(0.5, 1.0), sweep_schedule="cosine",
+                               distill=False, batch_size=128))
+    assert sorted((p["grade"], p["fraction"]) for p in result["scaling"]["points"]) == [(0, 0.5), (0, 1.0)]
+    # the comparison's SUAN run trained on plateau: it cannot stand for a cosine point, so the sweep trains it
+    points = load_manifest(out / "sweep")["points"].values()
+    full = next(p for p in points if p["fraction"] == 1.0)
+    assert full["run"] != str(out / "runs" / "suan")
+    assert TrainArgs.load(f"{full['run']}/train_config.yaml").schedule == "cosine"
