@@ -56,6 +56,8 @@ def sweep_points(manifest: dict) -> list[dict]:
                     for k in (*AXES, *METRICS.values(), SELECT_ON, "params_dense", "params_head")})
         # how much data each dense weight sees: where a size axis saturates, this is usually the reason
         row["samples_per_dense_param"] = row["train_samples"] / row["params_dense"]
+        # per seed, so rates of one cell can be compared on the seeds they share (paired)
+        row["valid_by_seed"] = {seed: float(r["metrics"].get(SELECT_ON, np.nan)) for seed, r in by_seed.items()}
         # seeds that ran to their epoch/step budget with the metric still improving (manifests before the
         # record: unknown, not counted)
         row["budget_bound"] = sum(r["metrics"].get("stopped_early") == 0.0 for r in runs)
@@ -64,7 +66,8 @@ def sweep_points(manifest: dict) -> list[dict]:
 
 
 def tune_lr(points: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Per (grade, length, data size), the learning rate with the lowest valid logloss.
+    """Per (grade, length, data size), the learning rate with the lowest valid logloss (mean over the seeds
+    every rate of the cell ran).
 
     Returns the chosen points (every point when no rate was searched) and every searched point with a
     ``chosen`` flag (empty when none was searched), for the loss-vs-lr curves.
@@ -74,11 +77,21 @@ def tune_lr(points: list[dict]) -> tuple[list[dict], list[dict]]:
         cells.setdefault((p["grade"], p["seq_len_set"], p["fraction"]), []).append(p)
     chosen, searched = [], []
     for rows in cells.values():
-        best = min(rows, key=lambda r: r[SELECT_ON] if np.isfinite(r[SELECT_ON]) else np.inf)
+        # compared on the seeds every rate of the cell ran (paired): a rate run on an extra, luckier seed
+        # would otherwise win by that seed's luck, not the rate's
+        shared = set.intersection(*(set(r.get("valid_by_seed", {})) for r in rows))
+
+        best = min(rows, key=lambda r, seeds=tuple(shared): _paired_valid(r, seeds))
         chosen.append(best)
         if len(rows) > 1:
             searched += [{**r, "chosen": r is best} for r in rows]
     return chosen, searched
+
+
+def _paired_valid(row: dict, seeds: tuple) -> float:
+    """A point's valid logloss over ``seeds`` (its seed mean when none is shared); inf when not finite."""
+    v = float(np.mean([row["valid_by_seed"][s] for s in seeds])) if seeds else row[SELECT_ON]
+    return v if np.isfinite(v) else np.inf
 
 
 def _own_lengths(points: list[dict]) -> list[dict]:

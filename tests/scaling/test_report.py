@@ -179,6 +179,23 @@ def test_a_default_rate_point_joins_the_searched_rates_of_its_cell(tmp_path):
     assert len(result["lr_search"]) == 12  # three rates a grade, the default rate's two points as one
 
 
+def test_rates_are_compared_on_the_seeds_they_share(tmp_path):
+    """lr 1e-3 ran seeds 0 and 1, lr 3e-3 seed 0 only: on seed 0, the one they share, 3e-3 is better; the mean
+    of 1e-3 over its two seeds is lower only because seed 1 is an easier draw."""
+    points = {}
+    valid = {(1e-3, 0): 0.50, (1e-3, 1): 0.40, (3e-3, 0): 0.48}
+    for g in range(4):
+        n = 1e4 * 4**g
+        for (lr, seed), v in valid.items():
+            metrics = {"params_encoder": n, "flops_per_sample": 30 * n, "train_samples": 1e6,
+                       "valid_logloss": v + 1.0 / n**0.3, "test_logloss": v, "test_auc": 0.7}
+            points[point_name(g, 1.0, seed, lr=lr)] = {"grade": g, "fraction": 1.0, "seed": seed, "lr_set": lr,
+                                                       "status": "done", "wall_s": 1.0, "metrics": metrics}
+    (tmp_path / "manifest.json").write_text(json.dumps({"points": points}))
+    result = fit_sweep(tmp_path, n_bootstrap=0)
+    assert {p["grade"]: (p["lr_set"], p["seeds"]) for p in result["points"]} == {g: (3e-3, 1) for g in range(4)}
+
+
 def test_the_datas_bayes_limit_bounds_every_law_where_its_stats_record_one(tmp_path):
     """A sweep of a synthetic world: its prepared folder's stats.json gives the test oracle, and no law (per
     axis or joint, logloss or AUC) is fitted past it; a sweep whose data has no oracle is fitted as before."""
