@@ -96,8 +96,7 @@ class DemoArgs(Config):
     def validate(self) -> None:
         require(self.users >= 10, "users must be >= 10")
         self.synth_config()  # the world's own checks (taste_weight, difficulty, ...), once, before any stage runs
-        require(self.sweep_lr > 0 and self.sweep_schedule in ("plateau", "cosine", "constant"),
-                "sweep_lr must be > 0 and sweep_schedule plateau, cosine or constant")
+        OptimConfig(lr=self.sweep_lr, schedule=self.sweep_schedule)  # the sweep's recipe, by the recipe's own checks
         require(self.distill_epochs >= 1 and self.batch_size >= 1, "distill_epochs and batch_size must be >= 1")
         require(all(g in GRADES for g in self.sweep_grades), "sweep grades must be in the grade table")
         require(self.distill_mode in ("offline", "online"), "distill_mode must be offline or online")

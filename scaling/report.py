@@ -79,9 +79,8 @@ def tune_lr(points: list[dict]) -> tuple[list[dict], list[dict]]:
     for rows in cells.values():
         # compared on the seeds every rate of the cell ran (paired): a rate run on an extra, luckier seed
         # would otherwise win by that seed's luck, not the rate's
-        shared = set.intersection(*(set(r.get("valid_by_seed", {})) for r in rows))
-
-        best = min(rows, key=lambda r, seeds=tuple(shared): _paired_valid(r, seeds))
+        shared = tuple(set.intersection(*(set(r["valid_by_seed"]) for r in rows)))
+        best = rows[int(np.argmin([_paired_valid(r, shared) for r in rows]))]  # the first of equals, as min did
         chosen.append(best)
         if len(rows) > 1:
             searched += [{**r, "chosen": r is best} for r in rows]

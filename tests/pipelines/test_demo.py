@@ -57,6 +57,10 @@ def test_demo_world_takes_the_item_count_and_taste_term():
     assert (world.items, world.taste_weight, world.users) == (250, 3.0, DemoArgs().users)
     with pytest.raises(ValueError):
         DemoArgs(items=0)  # the world's own check, before any stage runs
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        DemoArgs(sweep_schedule="sideways")  # the sweep's recipe, checked before any stage runs
+    with pytest.raises(ValueError, match="bad optimiser values"):
+        DemoArgs(sweep_lr=0.0)
 
 
 @pytest.mark.slow
